@@ -1,0 +1,93 @@
+//! SAL sources: where samples come from and where commands go.
+//!
+//! The host reads SAL through [`SalSource`]. Sources deliver samples as ready-made
+//! [`InputMsg`]s of kind `SAMPLE` behind an `Arc`, so one sample routed to several producers is
+//! built once.
+
+use std::sync::Arc;
+
+use love_plugin_api::abi::{Field, InputMsg};
+use tokio::sync::mpsc;
+
+/// Where a subscription's samples go.
+pub type SampleTx = mpsc::Sender<Arc<InputMsg>>;
+
+/// A SAL command a producer asked for.
+#[derive(Debug, Clone)]
+pub struct SalCommand {
+    /// Target component.
+    pub component: String,
+    /// Target index.
+    pub index: i64,
+    /// Command name without prefix (`showSchema`).
+    pub name: String,
+    /// Parameters.
+    pub fields: Vec<Field>,
+    /// Timeout in seconds.
+    pub timeout: f64,
+}
+
+/// The final acknowledgement of a command (SAL ack codes: 303 COMPLETE, -302 FAILED,
+/// -304 TIMEOUT…).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandAck {
+    /// The ack code.
+    pub code: i64,
+    /// The result text.
+    pub result: String,
+}
+
+/// SAL ack codes, as salobj numbers them.
+pub mod ack {
+    /// Command accepted.
+    pub const ACK: i64 = 300;
+    /// In progress.
+    pub const INPROGRESS: i64 = 301;
+    /// Stalled.
+    pub const STALLED: i64 = 302;
+    /// Done.
+    pub const COMPLETE: i64 = 303;
+    /// Not permitted.
+    pub const NOPERM: i64 = -300;
+    /// Not acknowledged.
+    pub const NOACK: i64 = -301;
+    /// Failed.
+    pub const FAILED: i64 = -302;
+    /// Aborted.
+    pub const ABORTED: i64 = -303;
+    /// Timed out.
+    pub const TIMEOUT: i64 = -304;
+}
+
+/// Errors a source reports.
+#[derive(Debug, thiserror::Error)]
+pub enum SalError {
+    /// The component is unknown to this source.
+    #[error("component {0} is not known to the SAL source")]
+    UnknownComponent(String),
+    /// Anything else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A source of SAL samples and a path for SAL commands.
+pub trait SalSource: Send + Sync + 'static {
+    /// A short name for logs (`sim`, `replay`, `kafka`).
+    fn name(&self) -> &str;
+
+    /// Deliver the samples of `component`:`index` to `tx` from now on. Index 0 on an indexed
+    /// component means every index, as salobj. The latest historical sample of each event
+    /// (salobj's late-joiner read) is delivered first.
+    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError>;
+
+    /// Send a command and wait for its final acknowledgement (or the timeout).
+    fn command(
+        &self,
+        cmd: SalCommand,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>>;
+
+    /// Whether the source is connected and delivering (for readiness).
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
