@@ -1,0 +1,1 @@
+//! The built-in `base` producer (filled in by the csc/base work).
