@@ -2,6 +2,12 @@
 //! LOVE-manager. The binary (`src/main.rs`) is a thin layer over this library.
 
 pub mod base;
+pub mod component;
+pub mod factory;
 pub mod manager;
+pub mod plugin;
+pub mod runtime;
 pub mod sal;
 pub mod shutdown;
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,216 @@
+//! Loading producer plugins from `.so` files.
+//!
+//! Each file goes through `lib_header_from_path(..).init_root_module()`: abi_stable's
+//! `RootModule::load_from_file` keeps one module per root-module type in a static, so a second
+//! plugin would silently return the first. The layout check happens there; its error walks the
+//! whole type tree (about 1,500 lines), so only the lines that name the mismatch are kept.
+
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
+use abi_stable::std_types::RResult;
+use love_plugin_api::abi::{PluginModRef, ProducerBox};
+
+/// What a plugin says about itself, as plain Rust values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Plugin name (upgrades match on it).
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// Producer type it provides.
+    pub producer_type: String,
+    /// Component names it claims.
+    pub claims: Vec<String>,
+    /// love-plugin-api version it was built against.
+    pub api_version: String,
+}
+
+/// A plugin that loaded and passed every check.
+pub struct LoadedPlugin {
+    /// Its descriptor.
+    pub descriptor: Descriptor,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    module: PluginModRef,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("descriptor", &self.descriptor).field("path", &self.path).finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// Create a producer from its configuration (JSON text).
+    pub fn create(&self, config_json: &str) -> Result<ProducerBox, String> {
+        match (self.module.create())(config_json.into()) {
+            RResult::ROk(p) => Ok(p),
+            RResult::RErr(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Why a file was not loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The dynamic loader could not open it.
+    #[error("{path}: not a loadable shared library: {reason}")]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// The loader's reason.
+        reason: String,
+    },
+    /// It is a shared library without a love-host root module.
+    #[error("{path}: not a love-host plugin (no abi_stable root module): {reason}")]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+        /// Details.
+        reason: String,
+    },
+    /// Built against an incompatible plugin interface.
+    #[error("{path}: incompatible plugin interface (host has love-plugin-api {host_api}): {reason}")]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// The host's interface version.
+        host_api: String,
+        /// The mismatch, shortened.
+        reason: String,
+    },
+    /// The plugin's own code failed (descriptor).
+    #[error("{path}: plugin failed to describe itself: {reason}")]
+    Failed {
+        /// The file.
+        path: PathBuf,
+        /// Its error.
+        reason: String,
+    },
+}
+
+impl LoadError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            LoadError::NotALibrary { path, .. }
+            | LoadError::NotAPlugin { path, .. }
+            | LoadError::Incompatible { path, .. }
+            | LoadError::Failed { path, .. } => path,
+        }
+    }
+}
+
+/// The love-plugin-api version this host was built with.
+pub fn host_api_version() -> String {
+    love_plugin_api::sdk::API_VERSION.to_string()
+}
+
+/// Load one plugin file.
+pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
+    let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
+    let module = header.init_root_module::<PluginModRef>().map_err(|e| classify(path, e))?;
+    let d = match (module.descriptor())() {
+        RResult::ROk(d) => d,
+        RResult::RErr(e) => return Err(LoadError::Failed { path: path.to_path_buf(), reason: e.to_string() }),
+    };
+    let descriptor = Descriptor {
+        name: d.name.into(),
+        version: d.version.into(),
+        producer_type: d.producer_type.into(),
+        claims: d.claims.iter().map(|c| c.to_string()).collect(),
+        api_version: d.api_version.into(),
+    };
+    if descriptor.name.is_empty() || descriptor.producer_type.is_empty() {
+        return Err(LoadError::Failed {
+            path: path.to_path_buf(),
+            reason: "descriptor has an empty plugin name or producer type".into(),
+        });
+    }
+    Ok(LoadedPlugin { descriptor, path: path.to_path_buf(), module })
+}
+
+fn classify(path: &Path, err: LibraryError) -> LoadError {
+    let path = path.to_path_buf();
+    match err {
+        LibraryError::OpenError { err, .. } => LoadError::NotALibrary { path, reason: first_line(&err.to_string()) },
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
+            path,
+            reason: "it does not export the root module symbol; build it with love_plugin_api::export_plugin!".into(),
+        },
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadError::Incompatible {
+            path,
+            host_api: host_api_version(),
+            reason: format!(
+                "interface version mismatch: host expects {expected_version}, plugin was built against {actual_version}"
+            ),
+        },
+        LibraryError::AbiInstability(e) => LoadError::Incompatible {
+            path,
+            host_api: host_api_version(),
+            reason: summarize_layout_error(&e.to_string()),
+        },
+        LibraryError::InvalidAbiHeader(h) => LoadError::Incompatible {
+            path,
+            host_api: host_api_version(),
+            reason: format!("built with an incompatible abi_stable (header {h:?})"),
+        },
+        LibraryError::Many(errs) => {
+            let mut parts: Vec<LoadError> = errs.into_iter().map(|e| classify(&path, e)).collect();
+            match parts.len() {
+                1 => parts.remove(0),
+                _ => LoadError::Incompatible {
+                    path: path.clone(),
+                    host_api: host_api_version(),
+                    reason: parts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
+                },
+            }
+        }
+        other => LoadError::Incompatible {
+            path,
+            host_api: host_api_version(),
+            reason: summarize_layout_error(&other.to_string()),
+        },
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// Keep the part of abi_stable's layout error a person needs: which type and field differ and
+/// what was expected and found (the error otherwise prints the whole type tree).
+pub fn summarize_layout_error(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut picked: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("error:") || lower.contains("mismatch") || lower.starts_with("expected:") || lower.starts_with("found:") {
+            let mut entry = line.to_string();
+            // abi_stable prints the value on the following line for expected/found pairs.
+            if (lower.starts_with("expected:") || lower.starts_with("found:")) && line.len() < 12 {
+                if let Some(next) = lines.get(i + 1) {
+                    entry = format!("{line} {next}");
+                }
+            }
+            if !picked.contains(&entry) {
+                picked.push(entry);
+            }
+        }
+    }
+    if picked.is_empty() {
+        picked = lines.iter().rev().take(6).rev().map(|s| s.to_string()).collect();
+    }
+    let mut out = picked.into_iter().take(8).collect::<Vec<_>>().join(" | ");
+    if out.len() > 900 {
+        out.truncate(900);
+        out.push('…');
+    }
+    out
+}
+
+/// The root module's interface version string (for `love-host plugins` output).
+pub fn root_module_version() -> String {
+    PluginModRef::VERSION_STRINGS.to_string()
+}

@@ -1,0 +1,242 @@
+//! Plugins: loading `.so` files and the registry of producer types they provide.
+
+pub mod loader;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use loader::{load_plugin, Descriptor, LoadError, LoadedPlugin};
+
+/// Problems with the plugin directory itself.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginDirError {
+    /// It does not exist or cannot be read.
+    #[error("plugin directory {path}: {reason}")]
+    Unreadable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Anyone could put code into it.
+    #[error("plugin directory {path} is writable by others (mode {mode:o}); refusing to load code from it (chmod o-w)")]
+    WorldWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// The result of scanning a plugin directory.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Plugins that loaded.
+    pub loaded: Vec<Arc<LoadedPlugin>>,
+    /// Files that did not, with the reason.
+    pub refused: Vec<LoadError>,
+}
+
+/// Whether a file name looks like a deployed plugin (not a temporary or hidden file).
+pub fn is_plugin_file_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    name.ends_with(".so") && !name.starts_with('.')
+}
+
+/// Check that a plugin directory exists, is a directory, and is not writable by others.
+pub fn check_plugin_dir(dir: &Path) -> Result<(), PluginDirError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| PluginDirError::Unreadable { path: dir.to_path_buf(), reason: e.to_string() })?;
+    if !meta.is_dir() {
+        return Err(PluginDirError::Unreadable { path: dir.to_path_buf(), reason: "not a directory".into() });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    // World-writable without the sticky bit lets anyone replace a plugin; with it (like /tmp)
+    // anyone can still add one.
+    if mode & 0o002 != 0 {
+        return Err(PluginDirError::WorldWritable { path: dir.to_path_buf(), mode });
+    }
+    Ok(())
+}
+
+/// Load every `*.so` in `dir` (sorted by name). Files that fail are reported, not fatal.
+pub fn scan_dir(dir: &Path) -> Result<ScanReport, PluginDirError> {
+    check_plugin_dir(dir)?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| PluginDirError::Unreadable { path: dir.to_path_buf(), reason: e.to_string() })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_plugin_file_name(p) && p.is_file())
+        .collect();
+    files.sort();
+    let mut report = ScanReport::default();
+    for file in files {
+        match load_plugin(&file) {
+            Ok(p) => report.loaded.push(Arc::new(p)),
+            Err(e) => report.refused.push(e),
+        }
+    }
+    Ok(report)
+}
+
+/// Compare two version strings as dotted numbers (`1.10.0` > `1.9.3`); non-numeric parts
+/// compare as text.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<(u64, String)> {
+        s.split(['.', '-', '+'])
+            .map(|p| (p.parse::<u64>().unwrap_or(0), p.to_string()))
+            .collect()
+    };
+    let (pa, pb) = (parts(a), parts(b));
+    for i in 0..pa.len().max(pb.len()) {
+        let x = pa.get(i).cloned().unwrap_or((0, String::new()));
+        let y = pb.get(i).cloned().unwrap_or((0, String::new()));
+        let ord = x.0.cmp(&y.0).then_with(|| x.1.cmp(&y.1));
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// The producer types available to the factory, from the loaded plugins.
+#[derive(Debug, Default, Clone)]
+pub struct PluginRegistry {
+    plugins: Vec<Arc<LoadedPlugin>>,
+}
+
+impl PluginRegistry {
+    /// A registry of these plugins. When two plugins have the same name, the higher version is
+    /// kept (with a warning).
+    pub fn new(plugins: Vec<Arc<LoadedPlugin>>) -> Self {
+        let mut reg = PluginRegistry::default();
+        for p in plugins {
+            reg.add(p);
+        }
+        reg
+    }
+
+    /// Add a plugin; returns the plugin it replaced, if any.
+    pub fn add(&mut self, plugin: Arc<LoadedPlugin>) -> Option<Arc<LoadedPlugin>> {
+        let name = plugin.descriptor.name.clone();
+        if let Some(pos) = self.plugins.iter().position(|p| p.descriptor.name == name) {
+            let old = &self.plugins[pos];
+            if compare_versions(&plugin.descriptor.version, &old.descriptor.version).is_gt() {
+                tracing::warn!(
+                    plugin = %name,
+                    kept = %plugin.descriptor.version,
+                    ignored = %old.descriptor.version,
+                    "two files provide plugin {name}; using the higher version ({} from {})",
+                    plugin.descriptor.version,
+                    plugin.path.display()
+                );
+                return Some(std::mem::replace(&mut self.plugins[pos], plugin));
+            }
+            tracing::warn!(
+                plugin = %name,
+                "two files provide plugin {name}; ignoring version {} from {} (keeping {})",
+                plugin.descriptor.version,
+                plugin.path.display(),
+                old.descriptor.version
+            );
+            return None;
+        }
+        self.plugins.push(plugin);
+        None
+    }
+
+    /// Every plugin.
+    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
+
+    /// The plugin providing a producer type (highest version when several do).
+    pub fn by_type(&self, producer_type: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins
+            .iter()
+            .filter(|p| p.descriptor.producer_type == producer_type)
+            .max_by(|a, b| compare_versions(&a.descriptor.version, &b.descriptor.version))
+            .cloned()
+    }
+
+    /// The plugin claiming a component name (highest version; a warning when several do).
+    pub fn claimant(&self, component: &str) -> Option<Arc<LoadedPlugin>> {
+        let claimants: Vec<&Arc<LoadedPlugin>> =
+            self.plugins.iter().filter(|p| p.descriptor.claims.iter().any(|c| c == component)).collect();
+        let best = claimants
+            .iter()
+            .max_by(|a, b| compare_versions(&a.descriptor.version, &b.descriptor.version))
+            .map(|p| (*p).clone());
+        if claimants.len() > 1 {
+            if let Some(b) = &best {
+                tracing::warn!(
+                    component,
+                    "{} plugins claim {component}; using {} {} (highest version)",
+                    claimants.len(),
+                    b.descriptor.name,
+                    b.descriptor.version
+                );
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("1.10.0", "1.9.3"), Greater);
+        assert_eq!(compare_versions("1.0.0", "1.0.0"), Equal);
+        assert_eq!(compare_versions("1.0", "1.0.1"), Less);
+        assert_eq!(compare_versions("2.0.0-rc1", "2.0.0"), Greater);
+    }
+
+    #[test]
+    fn plugin_dir_checks() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("love-host-dircheck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        // Missing.
+        let missing = base.join("nope");
+        let err = scan_dir(&missing).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+        // Empty: fine, nothing loaded.
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let report = scan_dir(&base).unwrap();
+        assert!(report.loaded.is_empty() && report.refused.is_empty());
+        // Not a shared library.
+        std::fs::write(base.join("junk.so"), b"not an ELF file").unwrap();
+        std::fs::write(base.join(".hidden.so"), b"ignored").unwrap();
+        std::fs::write(base.join("notes.txt"), b"ignored").unwrap();
+        let report = scan_dir(&base).unwrap();
+        assert_eq!(report.refused.len(), 1);
+        let msg = report.refused[0].to_string();
+        assert!(msg.contains("junk.so") && msg.contains("not a loadable shared library"), "{msg}");
+        // World-writable.
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = scan_dir(&base).unwrap_err().to_string();
+        assert!(err.contains("writable by others"), "{err}");
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn layout_errors_are_summarized() {
+        let mut long = String::from("Error:incompatible layouts\n");
+        for i in 0..1500 {
+            long.push_str(&format!("  field_{i}: some type tree line\n"));
+        }
+        long.push_str("Mismatched field: `extra`\nexpected:\n  u32\nfound:\n  u64\n");
+        let s = summarize_layout_error(&long);
+        assert!(s.len() < 1000, "{}", s.len());
+        assert!(s.contains("Mismatched field"), "{s}");
+    }
+
+    use loader::summarize_layout_error;
+}

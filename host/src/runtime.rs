@@ -1,0 +1,429 @@
+//! The producer runtime: one tokio task per producer.
+//!
+//! Each task owns its producer and calls it synchronously with one input at a time (a SAL
+//! sample, a link event, a tick, a command ack), then carries out the returned actions. A
+//! producer that panics (caught by the SDK and returned as an error) is rebuilt from its last
+//! snapshot after a backoff; inputs that arrive meanwhile wait in its inbox.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use abi_stable::std_types::{RResult, RStr};
+use love_plugin_api::abi::{InputKind, InputMsg, ProducerBox};
+use love_plugin_api::catalog::ComponentCatalog;
+use love_plugin_api::sdk::{Action, ProducerConfig, PANIC_PREFIX};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, error, info, warn};
+
+use crate::component::ComponentName;
+use crate::manager::{LinkEvent, Outgoing};
+use crate::sal::{SalCommand, SalSource};
+use crate::shutdown::Shutdown;
+
+/// Where producers' messages go and where link events come from.
+pub trait Outbox: Send + Sync + 'static {
+    /// Queue a message for the manager (never blocks).
+    fn send(&self, msg: Outgoing);
+    /// A receiver of link events.
+    fn events(&self) -> broadcast::Receiver<LinkEvent>;
+    /// Whether the link is up now.
+    fn is_connected(&self) -> bool;
+}
+
+/// Builds a producer from its configuration JSON.
+pub type CreateFn = Arc<dyn Fn(&str) -> Result<ProducerBox, String> + Send + Sync>;
+
+/// Looks up a component's catalog.
+pub type CatalogFn = Arc<dyn Fn(&str) -> Option<ComponentCatalog> + Send + Sync>;
+
+/// Everything needed to run one producer.
+#[derive(Clone)]
+pub struct ProducerSpec {
+    /// The component it serves.
+    pub component: ComponentName,
+    /// Its producer type.
+    pub producer_type: String,
+    /// `plugin version` or `built-in`, for logs.
+    pub label: String,
+    /// How to build it.
+    pub create: CreateFn,
+    /// Its configuration.
+    pub config: ProducerConfig,
+    /// Whether to subscribe it to its own component's SAL samples.
+    pub subscribe_own: bool,
+}
+
+/// Runtime settings shared by every producer.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// How often a producer's state is snapshotted (for restarts after a panic).
+    pub snapshot_interval: Duration,
+    /// Upper bound of the restart backoff.
+    pub max_restart_backoff: Duration,
+    /// Capacity of each producer's sample inbox.
+    pub inbox_capacity: usize,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            snapshot_interval: Duration::from_secs(10),
+            max_restart_backoff: Duration::from_secs(30),
+            inbox_capacity: 4096,
+        }
+    }
+}
+
+/// What every producer task shares.
+#[derive(Clone)]
+pub struct RuntimeContext {
+    /// The manager link.
+    pub outbox: Arc<dyn Outbox>,
+    /// The SAL source.
+    pub sal: Arc<dyn SalSource>,
+    /// Catalog lookups for SAL subscriptions.
+    pub catalog: CatalogFn,
+    /// Settings.
+    pub settings: RuntimeSettings,
+    /// Stop signal.
+    pub shutdown: Shutdown,
+}
+
+/// Live counters of one producer (read by the admin endpoint and tests).
+#[derive(Debug, Default)]
+pub struct ProducerStatus {
+    /// Inputs handled.
+    pub inputs: AtomicU64,
+    /// Messages sent.
+    pub sent: AtomicU64,
+    /// Panics caught.
+    pub panics: AtomicU64,
+    /// Restarts done.
+    pub restarts: AtomicU64,
+    /// Errors returned (not panics).
+    pub errors: AtomicU64,
+    /// Time of the last SAL sample (f64 bits of Unix seconds).
+    pub last_sample: AtomicU64,
+}
+
+impl ProducerStatus {
+    /// Time of the last SAL sample, if any.
+    pub fn last_sample_time(&self) -> Option<f64> {
+        let bits = self.last_sample.load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+}
+
+/// A running producer.
+pub struct ProducerHandle {
+    /// The component it serves.
+    pub component: ComponentName,
+    /// Its type.
+    pub producer_type: String,
+    /// Its plugin label.
+    pub label: String,
+    /// Its counters.
+    pub status: Arc<ProducerStatus>,
+    /// Its task.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Unix time now, as the producers see it.
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Create the producer (errors are reported to the caller before anything runs) and spawn its
+/// task.
+pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<ProducerHandle, String> {
+    let config_json = serde_json::to_string(&spec.config).map_err(|e| e.to_string())?;
+    let producer = (spec.create)(&config_json).map_err(|e| format!("{}: cannot create producer: {e}", spec.component))?;
+    let status = Arc::new(ProducerStatus::default());
+    let (sample_tx, sample_rx) = mpsc::channel(ctx.settings.inbox_capacity);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let events = ctx.outbox.events();
+    let task_state = ProducerTask {
+        component: spec.component.clone(),
+        producer_type: spec.producer_type.clone(),
+        create: spec.create.clone(),
+        config_json,
+        producer,
+        ctx: ctx.clone(),
+        status: status.clone(),
+        sample_tx,
+        ack_tx,
+        subscribed: HashSet::new(),
+        wake: None,
+        last_snapshot: None,
+        consecutive_panics: 0,
+        last_panic: None,
+        subscribe_own: spec.subscribe_own,
+    };
+    let component = spec.component.clone();
+    let task = tokio::spawn(async move {
+        task_state.run(sample_rx, ack_rx, events).await;
+        debug!(component = %component.name, index = component.index, "producer task ended");
+    });
+    Ok(ProducerHandle {
+        component: spec.component,
+        producer_type: spec.producer_type,
+        label: spec.label,
+        status,
+        task,
+    })
+}
+
+struct ProducerTask {
+    component: ComponentName,
+    producer_type: String,
+    create: CreateFn,
+    config_json: String,
+    producer: ProducerBox,
+    ctx: RuntimeContext,
+    status: Arc<ProducerStatus>,
+    sample_tx: mpsc::Sender<Arc<InputMsg>>,
+    ack_tx: mpsc::UnboundedSender<(u64, crate::sal::CommandAck)>,
+    subscribed: HashSet<(String, i64)>,
+    wake: Option<(Instant, f64)>,
+    last_snapshot: Option<String>,
+    consecutive_panics: u32,
+    last_panic: Option<Instant>,
+    subscribe_own: bool,
+}
+
+fn simple(kind: InputKind) -> InputMsg {
+    InputMsg { kind, ..Default::default() }
+}
+
+impl ProducerTask {
+    async fn run(
+        mut self,
+        mut samples: mpsc::Receiver<Arc<InputMsg>>,
+        mut acks: mpsc::UnboundedReceiver<(u64, crate::sal::CommandAck)>,
+        mut events: broadcast::Receiver<LinkEvent>,
+    ) {
+        let mut shutdown = self.ctx.shutdown.clone();
+        if self.subscribe_own {
+            let own = (self.component.name.clone(), self.component.index);
+            self.subscribe_sal(own.0, own.1);
+        }
+        self.start().await;
+        let mut snapshot_timer = tokio::time::interval(self.ctx.settings.snapshot_interval);
+        snapshot_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake_at = self.wake.map(|(i, _)| i);
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                Some(sample) = samples.recv() => {
+                    self.status.last_sample.store(unix_now().to_bits(), Ordering::Relaxed);
+                    self.deliver(&sample).await;
+                }
+                ev = events.recv() => match ev {
+                    Ok(LinkEvent::Connected) => {
+                        self.deliver(&simple(InputKind::CONNECTED)).await;
+                        self.deliver(&simple(InputKind::REGISTER)).await;
+                    }
+                    Ok(LinkEvent::Resubscribe) => self.deliver(&simple(InputKind::REGISTER)).await,
+                    Ok(LinkEvent::Disconnected) => self.deliver(&simple(InputKind::DISCONNECTED)).await,
+                    Ok(LinkEvent::Request(text)) => {
+                        let msg = InputMsg { kind: InputKind::MANAGER_MESSAGE, text: text.as_ref().into(), ..Default::default() };
+                        self.deliver(&msg).await;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(component = %self.component.name, index = self.component.index, "producer fell behind and missed {n} link events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some((id, ack)) = acks.recv() => {
+                    let msg = InputMsg { kind: InputKind::COMMAND_ACK, id, code: ack.code, text: ack.result.into(), ..Default::default() };
+                    self.deliver(&msg).await;
+                }
+                _ = sleep_until_opt(wake_at) => {
+                    self.wake = None;
+                    self.deliver(&simple(InputKind::TICK)).await;
+                }
+                _ = snapshot_timer.tick() => self.take_snapshot(),
+            }
+        }
+    }
+
+    async fn start(&mut self) {
+        self.deliver(&simple(InputKind::START)).await;
+        if self.ctx.outbox.is_connected() {
+            self.deliver(&simple(InputKind::CONNECTED)).await;
+            self.deliver(&simple(InputKind::REGISTER)).await;
+        }
+        self.take_snapshot();
+    }
+
+    fn take_snapshot(&mut self) {
+        match self.producer.snapshot() {
+            RResult::ROk(s) => self.last_snapshot = Some(s.into()),
+            RResult::RErr(e) => {
+                warn!(component = %self.component.name, index = self.component.index, "snapshot failed: {e}")
+            }
+        }
+    }
+
+    /// Hand one input to the producer and carry out its actions (and the inputs they cause).
+    async fn deliver(&mut self, first: &InputMsg) {
+        let mut follow_ups: VecDeque<InputMsg> = VecDeque::new();
+        let mut current: Option<&InputMsg> = Some(first);
+        let mut owned;
+        loop {
+            let input = match current.take() {
+                Some(i) => i,
+                None => match follow_ups.pop_front() {
+                    Some(i) => {
+                        owned = i;
+                        &owned
+                    }
+                    None => return,
+                },
+            };
+            let now = unix_now();
+            self.status.inputs.fetch_add(1, Ordering::Relaxed);
+            match self.producer.handle(input, now) {
+                RResult::ROk(actions) => {
+                    let created = if input.kind == InputKind::SAMPLE { input.sample.received } else { 0.0 };
+                    for a in actions.iter() {
+                        self.execute(Action::decode(a), now, created, &mut follow_ups);
+                    }
+                }
+                RResult::RErr(e) => {
+                    let text = e.to_string();
+                    if text.starts_with(PANIC_PREFIX) {
+                        self.status.panics.fetch_add(1, Ordering::Relaxed);
+                        error!(
+                            component = %self.component.name,
+                            index = self.component.index,
+                            producer_type = %self.producer_type,
+                            "{text}; restarting the producer from its last snapshot"
+                        );
+                        self.restart().await;
+                        return;
+                    }
+                    self.status.errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(component = %self.component.name, index = self.component.index, "producer error: {text}");
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, action: Action, now: f64, created: f64, follow_ups: &mut VecDeque<InputMsg>) {
+        match action {
+            Action::Send(m) => {
+                self.status.sent.fetch_add(1, Ordering::Relaxed);
+                self.ctx.outbox.send(Outgoing {
+                    category: m.category,
+                    csc: m.csc,
+                    salindex: m.salindex,
+                    stream: m.stream,
+                    text: m.text,
+                    created,
+                });
+            }
+            Action::Log { level, text } => {
+                let (c, i) = (&self.component.name, self.component.index);
+                match level {
+                    0..=10 => debug!(component = %c, index = i, "{text}"),
+                    11..=20 => info!(component = %c, index = i, "{text}"),
+                    21..=30 => warn!(component = %c, index = i, "{text}"),
+                    _ => error!(component = %c, index = i, "{text}"),
+                }
+            }
+            Action::WakeAt(t) => {
+                let delay = (t - now).max(0.0);
+                let delay = if delay.is_finite() { delay.min(86_400.0) } else { 86_400.0 };
+                self.wake = Some((Instant::now() + Duration::from_secs_f64(delay), t));
+            }
+            Action::Command { id, component, index, name, fields, timeout } => {
+                let sal = self.ctx.sal.clone();
+                let tx = self.ack_tx.clone();
+                let cmd = SalCommand { component, index, name, fields, timeout };
+                tokio::spawn(async move {
+                    let ack = sal.command(cmd).await;
+                    let _ = tx.send((id, ack));
+                });
+            }
+            Action::SubscribeSal { component, index } => {
+                if let Some(cat) = (self.ctx.catalog)(&component) {
+                    match serde_json::to_string(&cat) {
+                        Ok(json) => follow_ups.push_back(InputMsg {
+                            kind: InputKind::CATALOG,
+                            name: component.as_str().into(),
+                            text: json.into(),
+                            ..Default::default()
+                        }),
+                        Err(e) => warn!(component = %self.component.name, "catalog of {component}: {e}"),
+                    }
+                } else {
+                    warn!(
+                        component = %self.component.name,
+                        index = self.component.index,
+                        "producer subscribed to {component}:{index}, which the topic catalog does not know"
+                    );
+                }
+                self.subscribe_sal(component, index);
+            }
+            Action::Unknown(kind) => {
+                debug!(component = %self.component.name, "ignoring action of unknown kind {kind}");
+            }
+        }
+    }
+
+    fn subscribe_sal(&mut self, component: String, index: i64) {
+        if !self.subscribed.insert((component.clone(), index)) {
+            return;
+        }
+        if let Err(e) = self.ctx.sal.subscribe(&component, index, self.sample_tx.clone()) {
+            warn!(
+                component = %self.component.name,
+                index = self.component.index,
+                "cannot subscribe to SAL {component}:{index}: {e}"
+            );
+        }
+    }
+
+    /// Rebuild the producer after a panic: backoff, create, restore the last snapshot, start.
+    async fn restart(&mut self) {
+        let now = Instant::now();
+        if self.last_panic.is_some_and(|t| now.duration_since(t) > Duration::from_secs(60)) {
+            self.consecutive_panics = 0;
+        }
+        self.last_panic = Some(now);
+        self.consecutive_panics += 1;
+        let backoff = Duration::from_millis(250)
+            .saturating_mul(1u32 << self.consecutive_panics.min(10).saturating_sub(1))
+            .min(self.ctx.settings.max_restart_backoff);
+        tokio::time::sleep(backoff).await;
+        let (c, i) = (self.component.name.clone(), self.component.index);
+        let mut fresh = match (self.create)(&self.config_json) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(component = %c, index = i, "cannot re-create the producer after a panic: {e}; keeping the old instance");
+                return;
+            }
+        };
+        if let Some(snap) = &self.last_snapshot {
+            if let RResult::RErr(e) = fresh.restore(RStr::from(snap.as_str())) {
+                warn!(component = %c, index = i, "restoring the last snapshot failed ({e}); starting fresh");
+            }
+        }
+        self.producer = fresh;
+        self.wake = None;
+        self.status.restarts.fetch_add(1, Ordering::Relaxed);
+        info!(component = %c, index = i, backoff_ms = backoff.as_millis() as u64, "producer restarted");
+        // Boxed: `start` delivers inputs, which may panic and restart again.
+        Box::pin(self.start()).await;
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
