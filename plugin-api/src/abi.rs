@@ -280,12 +280,28 @@ pub trait Producer: Send {
 /// An owned producer behind the stable trait object.
 pub type ProducerBox = Producer_TO<'static, RBox<()>>;
 
+/// Every type that crosses the boundary inside a producer call, by value, so that the load-time
+/// layout check of the root module reaches them (see [`PluginMod::layout_anchor`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default)]
+pub struct LayoutAnchor {
+    /// An input.
+    pub input: InputMsg,
+    /// An action.
+    pub action: ActionMsg,
+}
+
 /// The root module every plugin exports.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
 #[sabi(missing_field(panic))]
 pub struct PluginMod {
+    /// Never called. It names every type that crosses the boundary inside a producer call, so
+    /// that the load-time layout check of the root module covers them directly, whatever route
+    /// the trait object's vtable check takes.
+    pub layout_anchor: extern "C" fn() -> LayoutAnchor,
+
     /// The plugin's descriptor.
     pub descriptor: extern "C" fn() -> RResult<PluginDescriptor, RBoxError>,
 

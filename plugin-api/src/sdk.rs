@@ -436,10 +436,18 @@ macro_rules! export_plugin {
             $crate::sdk::create_guarded(config, $create)
         }
 
+        extern "C" fn __love_plugin_layout_anchor() -> $crate::abi::LayoutAnchor {
+            ::std::default::Default::default()
+        }
+
         fn __love_plugin_root_module() -> $crate::abi::PluginModRef {
             use $crate::abi_stable::prefix_type::PrefixTypeTrait;
-            $crate::abi::PluginMod { descriptor: __love_plugin_descriptor, create: __love_plugin_create }
-                .leak_into_prefix()
+            $crate::abi::PluginMod {
+                descriptor: __love_plugin_descriptor,
+                layout_anchor: __love_plugin_layout_anchor,
+                create: __love_plugin_create,
+            }
+            .leak_into_prefix()
         }
 
         // What `#[abi_stable::export_root_module]` generates, written out so that plugins need
