@@ -179,32 +179,66 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
 }
 
-/// Keep the part of abi_stable's layout error a person needs: which type and field differ and
-/// what was expected and found (the error otherwise prints the whole type tree).
+/// Keep the part of abi_stable's layout error a person needs: which type differs, through which
+/// fields it was reached, and what was expected and found. abi_stable's text walks the whole
+/// type tree (hundreds of lines); the innermost block with errors names the culprit.
 pub fn summarize_layout_error(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let mut picked: Vec<String> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let lower = line.to_ascii_lowercase();
-        if lower.starts_with("error:") || lower.contains("mismatch") || lower.starts_with("expected:") || lower.starts_with("found:") {
-            let mut entry = line.to_string();
-            // abi_stable prints the value on the following line for expected/found pairs.
-            if (lower.starts_with("expected:") || lower.starts_with("found:")) && line.len() < 12 {
-                if let Some(next) = lines.get(i + 1) {
-                    entry = format!("{line} {next}");
-                }
-            }
-            if !picked.contains(&entry) {
-                picked.push(entry);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    // The last "N error(s)inside:" block with N > 0 is the innermost mismatch.
+    let start = lines.iter().rposition(|l| {
+        l.ends_with("error(s)inside:") && !l.starts_with("0 ")
+    });
+    let Some(start) = start else {
+        let tail: Vec<&str> = lines.iter().rev().filter(|l| !l.is_empty()).take(6).copied().collect();
+        return tail.into_iter().rev().collect::<Vec<_>>().join(" | ");
+    };
+    let mut path: Vec<String> = Vec::new();
+    let mut i = start + 1;
+    while i < lines.len() && !lines[i].starts_with("Layout of expected type") {
+        if let Some(field) = lines[i].strip_prefix("field_name:") {
+            if field != "0" && field != "__returns" {
+                path.push(field.to_string());
             }
         }
+        if let Some(ty) = lines[i].strip_prefix("type:") {
+            if ty != "AFunctionPointer" {
+                path.push(ty.to_string());
+            }
+        }
+        i += 1;
     }
-    if picked.is_empty() {
-        picked = lines.iter().rev().take(6).rev().map(|s| s.to_string()).collect();
+    let culprit = path.last().cloned().unwrap_or_else(|| "the root module".into());
+    let mut problems: Vec<String> = Vec::new();
+    while i < lines.len() {
+        if let Some(what) = lines[i].strip_prefix("Error:") {
+            let value_after = |label: &str, from: usize| -> Option<(String, usize)> {
+                let pos = (from..lines.len().min(from + 6)).find(|&k| lines[k].starts_with(label))?;
+                let inline = lines[pos][label.len()..].trim();
+                if !inline.is_empty() {
+                    return Some((inline.to_string(), pos));
+                }
+                lines.get(pos + 1).map(|v| (v.to_string(), pos + 1))
+            };
+            let mut entry = what.trim().to_string();
+            if let Some((exp, at)) = value_after("Expected:", i + 1) {
+                if let Some((found, _)) = value_after("Found:", at + 1) {
+                    entry = format!("{entry} (expected {exp}, found {found})");
+                }
+            }
+            problems.push(entry);
+        }
+        i += 1;
     }
-    let mut out = picked.into_iter().take(8).collect::<Vec<_>>().join(" | ");
-    if out.len() > 900 {
-        out.truncate(900);
+    let mut out = format!("layout of {culprit} differs");
+    if path.len() > 1 {
+        out.push_str(&format!(" (reached through {})", path[..path.len() - 1].join(" -> ")));
+    }
+    if !problems.is_empty() {
+        out.push_str(": ");
+        out.push_str(&problems.join("; "));
+    }
+    if out.len() > 600 {
+        out.truncate(600);
         out.push('…');
     }
     out
