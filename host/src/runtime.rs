@@ -427,3 +427,147 @@ async fn sleep_until_opt(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use love_plugin_api::message::subscription;
+    use love_plugin_api::sdk::{into_producer_box, Actions, Input, PluginError, ProducerLogic};
+    use std::sync::Mutex;
+
+    /// Counts samples; panics on a sample of topic `boom`; snapshot = count.
+    struct Counter {
+        count: u64,
+    }
+
+    impl ProducerLogic for Counter {
+        fn handle(&mut self, input: Input<'_>, now: f64, out: &mut Actions) -> Result<(), PluginError> {
+            match input {
+                Input::Sample(s) if s.topic.as_str() == "boom" => panic!("boom sample"),
+                Input::Sample(_) => {
+                    self.count += 1;
+                    out.send(love_plugin_api::message::event("Counter", 0, "count", &self.count.to_string(), now));
+                }
+                Input::Register => out.send(subscription("Counter", now)),
+                _ => {}
+            }
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<String, PluginError> {
+            Ok(self.count.to_string())
+        }
+        fn restore(&mut self, s: &str) -> Result<(), PluginError> {
+            self.count = s.parse().map_err(|_| PluginError::new("bad snapshot"))?;
+            Ok(())
+        }
+    }
+
+    struct FakeOutbox {
+        sent: Mutex<Vec<Outgoing>>,
+        events: broadcast::Sender<LinkEvent>,
+    }
+
+    impl Outbox for FakeOutbox {
+        fn send(&self, msg: Outgoing) {
+            self.sent.lock().unwrap().push(msg);
+        }
+        fn events(&self) -> broadcast::Receiver<LinkEvent> {
+            self.events.subscribe()
+        }
+        fn is_connected(&self) -> bool {
+            true
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeSal {
+        subs: Mutex<Vec<(String, i64, crate::sal::SampleTx)>>,
+    }
+
+    impl SalSource for FakeSal {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn subscribe(&self, component: &str, index: i64, tx: crate::sal::SampleTx) -> Result<(), crate::sal::SalError> {
+            self.subs.lock().unwrap().push((component.to_string(), index, tx));
+            Ok(())
+        }
+        fn command(
+            &self,
+            _cmd: SalCommand,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::sal::CommandAck> + Send + 'static>> {
+            Box::pin(async { crate::sal::CommandAck { code: crate::sal::ack::COMPLETE, result: String::new() } })
+        }
+    }
+
+    fn sample(topic: &str) -> Arc<InputMsg> {
+        let mut m = InputMsg { kind: InputKind::SAMPLE, ..Default::default() };
+        m.sample.component = "Counter".into();
+        m.sample.topic = topic.into();
+        Arc::new(m)
+    }
+
+    async fn wait_for(mut cond: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_producer_restarts_from_its_snapshot_and_loses_no_input() {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let (events, _) = broadcast::channel(16);
+        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events });
+        let sal = Arc::new(FakeSal::default());
+        let ctx = RuntimeContext {
+            outbox: outbox.clone(),
+            sal: sal.clone(),
+            catalog: Arc::new(|_| None),
+            settings: RuntimeSettings {
+                snapshot_interval: Duration::from_millis(20),
+                ..Default::default()
+            },
+            shutdown,
+        };
+        let spec = ProducerSpec {
+            component: ComponentName { name: "Counter".into(), index: 0 },
+            producer_type: "counter".into(),
+            label: "test".into(),
+            create: Arc::new(|_| Ok(into_producer_box(Counter { count: 0 }))),
+            config: ProducerConfig::default(),
+            subscribe_own: true,
+        };
+        let handle = spawn_producer(spec, ctx).unwrap();
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        for _ in 0..3 {
+            tx.send(sample("a")).await.unwrap();
+        }
+        wait_for(|| outbox.sent.lock().unwrap().iter().filter(|m| m.stream == "count").count() == 3).await;
+        // Let a snapshot (count = 3) be taken, then panic and keep sending.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        tx.send(sample("boom")).await.unwrap();
+        tx.send(sample("a")).await.unwrap();
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| outbox.sent.lock().unwrap().iter().filter(|m| m.stream == "count").count() == 5).await;
+        let sent = outbox.sent.lock().unwrap();
+        let counts: Vec<String> = sent
+            .iter()
+            .filter(|m| m.stream == "count")
+            .map(|m| serde_json::from_str::<serde_json::Value>(&m.text).unwrap()["data"][0]["data"]["count"][0].to_string())
+            .collect();
+        // The restored producer continues from the snapshot: 4 and 5, nothing lost.
+        assert_eq!(counts, ["1", "2", "3", "4", "5"]);
+        assert_eq!(handle.status.panics.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.status.restarts.load(Ordering::Relaxed), 1);
+        // The same SAL subscription is kept across the restart.
+        assert_eq!(sal.subs.lock().unwrap().len(), 1);
+        drop(sent);
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
+    }
+}
