@@ -9,12 +9,15 @@
 //! - [`catalog`]: the topic catalog a producer receives with its configuration.
 //! - [`convert`], [`message`], [`store`], [`json`]: sample conversion, LOVE message builders, the
 //!   last-sample store and the wire-compatible JSON writer.
+//! - [`csc`]: [`CscCore`](csc::CscCore), the generic CSC producer logic that the csc, watcher
+//!   and scriptqueue producers compose.
 //! - [`driver`]: run a producer in a test without the host.
 #![deny(missing_docs)]
 
 pub mod abi;
 pub mod catalog;
 pub mod convert;
+pub mod csc;
 pub mod driver;
 pub mod json;
 pub mod message;
