@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's run command: build love-host and its plugins (release) and run them on the
+# built-in SAL simulator. Without a manager URL the messages go to standard output as JSON
+# lines. Extra arguments are passed on (e.g. --manager-url, --xml-dir ../shared/ts_xml/sal_interfaces).
+set -euo pipefail
+cd "$(dirname "$0")"
+cargo build --release --workspace --quiet
+exec target/release/love-host --plugin-dir target/release --components Watcher ScriptQueue:1 ATDome "$@"
