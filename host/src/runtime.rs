@@ -14,7 +14,7 @@ use abi_stable::std_types::{RResult, RStr};
 use love_plugin_api::abi::{InputKind, InputMsg, ProducerBox};
 use love_plugin_api::catalog::ComponentCatalog;
 use love_plugin_api::sdk::{Action, ProducerConfig, PANIC_PREFIX};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::component::ComponentName;
@@ -116,18 +116,78 @@ impl ProducerStatus {
     }
 }
 
+/// A request to a running producer task, carried out between two inputs.
+pub enum Control {
+    /// Replace the producer with one built by `create` (hot deployment). With `keep_state` the
+    /// old producer's snapshot is restored into the new one (an upgrade of the same plugin);
+    /// without, the new one starts fresh (a component moving to another plugin). If any step
+    /// fails the old producer keeps running and the error is returned.
+    Replace {
+        /// Builds the new producer.
+        create: CreateFn,
+        /// Its producer type.
+        producer_type: String,
+        /// Its plugin label.
+        label: String,
+        /// Restore the old producer's snapshot into the new one.
+        keep_state: bool,
+        /// Whether the new producer reads its own component's SAL samples.
+        subscribe_own: bool,
+        /// The outcome.
+        reply: oneshot::Sender<Result<SwapReport, String>>,
+    },
+}
+
+/// What a replacement took.
+#[derive(Debug, Clone)]
+pub struct SwapReport {
+    /// Time from the request being picked up to the new producer serving (snapshot, create,
+    /// restore, start).
+    pub duration: Duration,
+    /// Size of the snapshot moved.
+    pub snapshot_bytes: usize,
+}
+
 /// A running producer.
 pub struct ProducerHandle {
     /// The component it serves.
     pub component: ComponentName,
-    /// Its type.
+    /// Its type (as started; see `current` for the live value).
     pub producer_type: String,
-    /// Its plugin label.
+    /// Its plugin label (as started).
     pub label: String,
+    /// The type and label serving it now (changes on hot deployment).
+    pub current: Arc<std::sync::Mutex<(String, String)>>,
     /// Its counters.
     pub status: Arc<ProducerStatus>,
+    /// Requests to the task.
+    pub control: mpsc::Sender<Control>,
     /// Its task.
     pub task: tokio::task::JoinHandle<()>,
+}
+
+impl ProducerHandle {
+    /// Replace the producer (see [`Control::Replace`]) and wait for the outcome.
+    pub async fn replace(
+        &self,
+        create: CreateFn,
+        producer_type: &str,
+        label: &str,
+        keep_state: bool,
+        subscribe_own: bool,
+    ) -> Result<SwapReport, String> {
+        let (reply, rx) = oneshot::channel();
+        let req = Control::Replace {
+            create,
+            producer_type: producer_type.to_string(),
+            label: label.to_string(),
+            keep_state,
+            subscribe_own,
+            reply,
+        };
+        self.control.send(req).await.map_err(|_| "producer task has stopped".to_string())?;
+        rx.await.map_err(|_| "producer task has stopped".to_string())?
+    }
 }
 
 /// Unix time now, as the producers see it.
@@ -144,7 +204,10 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
     let (sample_tx, sample_rx) = mpsc::channel(ctx.settings.inbox_capacity);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let events = ctx.outbox.events();
+    let (control_tx, control_rx) = mpsc::channel(4);
+    let current = Arc::new(std::sync::Mutex::new((spec.producer_type.clone(), spec.label.clone())));
     let task_state = ProducerTask {
+        current: current.clone(),
         component: spec.component.clone(),
         producer_type: spec.producer_type.clone(),
         create: spec.create.clone(),
@@ -163,19 +226,22 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
     };
     let component = spec.component.clone();
     let task = tokio::spawn(async move {
-        task_state.run(sample_rx, ack_rx, events).await;
+        task_state.run(sample_rx, ack_rx, events, control_rx).await;
         debug!(component = %component.name, index = component.index, "producer task ended");
     });
     Ok(ProducerHandle {
         component: spec.component,
         producer_type: spec.producer_type,
         label: spec.label,
+        current,
         status,
+        control: control_tx,
         task,
     })
 }
 
 struct ProducerTask {
+    current: Arc<std::sync::Mutex<(String, String)>>,
     component: ComponentName,
     producer_type: String,
     create: CreateFn,
@@ -203,6 +269,7 @@ impl ProducerTask {
         mut samples: mpsc::Receiver<Arc<InputMsg>>,
         mut acks: mpsc::UnboundedReceiver<(u64, crate::sal::CommandAck)>,
         mut events: broadcast::Receiver<LinkEvent>,
+        mut control: mpsc::Receiver<Control>,
     ) {
         let mut shutdown = self.ctx.shutdown.clone();
         if self.subscribe_own {
@@ -245,6 +312,7 @@ impl ProducerTask {
                     self.deliver(&simple(InputKind::TICK)).await;
                 }
                 _ = snapshot_timer.tick() => self.take_snapshot(),
+                Some(ctrl) = control.recv() => self.control(ctrl).await,
             }
         }
     }
@@ -387,6 +455,65 @@ impl ProducerTask {
         }
     }
 
+    async fn control(&mut self, ctrl: Control) {
+        match ctrl {
+            Control::Replace { create, producer_type, label, keep_state, subscribe_own, reply } => {
+                let outcome = self.replace(create, producer_type, label, keep_state, subscribe_own).await;
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Swap in a new producer between two inputs: snapshot, create, restore, start. The old
+    /// producer stays in place until every step has succeeded.
+    async fn replace(
+        &mut self,
+        create: CreateFn,
+        producer_type: String,
+        label: String,
+        keep_state: bool,
+        subscribe_own: bool,
+    ) -> Result<SwapReport, String> {
+        let began = Instant::now();
+        let (c, i) = (self.component.name.clone(), self.component.index);
+        let snapshot = if keep_state {
+            match self.producer.snapshot() {
+                RResult::ROk(s) => Some(String::from(s)),
+                RResult::RErr(e) => return Err(format!("{c}:{i}: snapshot of the running producer failed: {e}")),
+            }
+        } else {
+            None
+        };
+        let mut config: ProducerConfig = serde_json::from_str(&self.config_json).map_err(|e| e.to_string())?;
+        config.producer_type = producer_type.clone();
+        let config_json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+        let mut fresh = (create)(&config_json).map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"))?;
+        if let Some(snap) = &snapshot {
+            if let RResult::RErr(e) = fresh.restore(RStr::from(snap.as_str())) {
+                return Err(format!("{c}:{i}: the new producer refused the old one's snapshot: {e}"));
+            }
+        }
+        let old_type = std::mem::replace(&mut self.producer_type, producer_type.clone());
+        self.producer = fresh;
+        self.create = create;
+        self.config_json = config_json;
+        self.wake = None;
+        self.consecutive_panics = 0;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (producer_type.clone(), label.clone());
+        info!(component = %c, index = i, producer_type = %producer_type, plugin = %label, "{c}:{i} now served by {producer_type} ({label}), was {old_type}; state {}", if keep_state { "carried over" } else { "started fresh" });
+        if subscribe_own && !self.subscribe_own {
+            self.subscribe_own = true;
+            self.subscribe_sal(c.clone(), i);
+        }
+        if keep_state {
+            self.deliver(&simple(InputKind::START)).await;
+            self.take_snapshot();
+        } else {
+            Box::pin(self.start()).await;
+        }
+        Ok(SwapReport { duration: began.elapsed(), snapshot_bytes: snapshot.map(|s| s.len()).unwrap_or(0) })
+    }
+
     /// Rebuild the producer after a panic: backoff, create, restore the last snapshot, start.
     async fn restart(&mut self) {
         let now = Instant::now();
@@ -435,9 +562,11 @@ mod tests {
     use love_plugin_api::sdk::{into_producer_box, Actions, Input, PluginError, ProducerLogic};
     use std::sync::Mutex;
 
-    /// Counts samples; panics on a sample of topic `boom`; snapshot = count.
+    /// Counts samples; panics on a sample of topic `boom`; snapshot = count. `tag` marks the
+    /// stream name of its messages (to tell versions apart).
     struct Counter {
         count: u64,
+        tag: &'static str,
     }
 
     impl ProducerLogic for Counter {
@@ -446,7 +575,7 @@ mod tests {
                 Input::Sample(s) if s.topic.as_str() == "boom" => panic!("boom sample"),
                 Input::Sample(_) => {
                     self.count += 1;
-                    out.send(love_plugin_api::message::event("Counter", 0, "count", &self.count.to_string(), now));
+                    out.send(love_plugin_api::message::event("Counter", 0, self.tag, &self.count.to_string(), now));
                 }
                 Input::Register => out.send(subscription("Counter", now)),
                 _ => {}
@@ -457,6 +586,9 @@ mod tests {
             Ok(self.count.to_string())
         }
         fn restore(&mut self, s: &str) -> Result<(), PluginError> {
+            if s == "refuse" || self.tag == "refuses" {
+                return Err(PluginError::new("refusing this snapshot"));
+            }
             self.count = s.parse().map_err(|_| PluginError::new("bad snapshot"))?;
             Ok(())
         }
@@ -517,6 +649,95 @@ mod tests {
         panic!("condition not reached");
     }
 
+    fn setup() -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let (events, _) = broadcast::channel(16);
+        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events });
+        let sal = Arc::new(FakeSal::default());
+        let ctx = RuntimeContext {
+            outbox: outbox.clone(),
+            sal: sal.clone(),
+            catalog: Arc::new(|_| None),
+            settings: RuntimeSettings { snapshot_interval: Duration::from_millis(20), ..Default::default() },
+            shutdown,
+        };
+        let spec = ProducerSpec {
+            component: ComponentName { name: "Counter".into(), index: 0 },
+            producer_type: "counter".into(),
+            label: "counter 1.0.0".into(),
+            create: Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count" }))),
+            config: ProducerConfig::default(),
+            subscribe_own: true,
+        };
+        let handle = spawn_producer(spec, ctx).unwrap();
+        (trigger, outbox, sal, handle)
+    }
+
+    fn counts(outbox: &FakeOutbox) -> Vec<(String, String)> {
+        outbox
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.stream == "count" || m.stream == "count-v2")
+            .map(|m| {
+                let v: serde_json::Value = serde_json::from_str(&m.text).unwrap();
+                (m.stream.clone(), v["data"][0]["data"][&m.stream][0].to_string())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn replacing_a_producer_mid_stream_loses_and_repeats_nothing() {
+        let (trigger, outbox, sal, handle) = setup();
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        let feeder = tokio::spawn(async move {
+            for _ in 0..200 {
+                tx.send(sample("a")).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let v2: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
+        let report = handle.replace(v2, "counter", "counter 2.0.0", true, true).await.unwrap();
+        assert!(report.snapshot_bytes > 0);
+        feeder.await.unwrap();
+        wait_for(|| counts(&outbox).len() == 200).await;
+        let got = counts(&outbox);
+        let numbers: Vec<u64> = got.iter().map(|(_, n)| n.parse().unwrap()).collect();
+        assert_eq!(numbers, (1..=200).collect::<Vec<u64>>(), "every input handled exactly once, state carried over");
+        assert!(got.iter().any(|(s, _)| s == "count") && got.last().unwrap().0 == "count-v2");
+        assert_eq!(handle.current.lock().unwrap().1, "counter 2.0.0");
+        trigger.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_failed_replacement_keeps_the_old_producer_serving() {
+        let (trigger, outbox, sal, handle) = setup();
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        tx.send(sample("a")).await.unwrap();
+        let fails: CreateFn = Arc::new(|_| Err("cannot build".to_string()));
+        let err = handle.replace(fails, "counter", "bad 2.0.0", true, true).await.unwrap_err();
+        assert!(err.contains("creating the new producer failed"), "{err}");
+        let refuses: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "refuses" })));
+        let err = handle.replace(refuses, "counter", "bad 2.0.1", true, true).await.unwrap_err();
+        assert!(err.contains("refused the old one's snapshot"), "{err}");
+        let panics: CreateFn = Arc::new(|_| {
+            love_plugin_api::sdk::create_guarded::<Counter>(r#"{"component": "Counter"}"#.into(), |_| panic!("panic in create"))
+                .into_result()
+                .map_err(|e| e.to_string())
+        });
+        let err = handle.replace(panics, "counter", "bad 2.0.2", true, true).await.unwrap_err();
+        assert!(err.contains("panic"), "{err}");
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 2).await;
+        assert_eq!(counts(&outbox), [("count".to_string(), "1".to_string()), ("count".to_string(), "2".to_string())]);
+        assert_eq!(handle.current.lock().unwrap().1, "counter 1.0.0");
+        trigger.trigger();
+    }
+
     #[tokio::test]
     async fn a_panicking_producer_restarts_from_its_snapshot_and_loses_no_input() {
         let (trigger, shutdown) = crate::shutdown::channel();
@@ -537,7 +758,7 @@ mod tests {
             component: ComponentName { name: "Counter".into(), index: 0 },
             producer_type: "counter".into(),
             label: "test".into(),
-            create: Arc::new(|_| Ok(into_producer_box(Counter { count: 0 }))),
+            create: Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count" }))),
             config: ProducerConfig::default(),
             subscribe_own: true,
         };
