@@ -2,10 +2,43 @@
 //!
 //! Producers hand their messages to a [`ManagerHandle`]; link events (connected, disconnected,
 //! time to re-subscribe, an initial_state request) come back on a broadcast channel.
+//!
+//! [`start`] runs one of two sinks behind the same handle:
+//! - the websocket link ([`SinkKind::Websocket`]): one connection to the manager, reconnected
+//!   forever with a bounded, jittered wait; keepalive pings; a bounded outgoing queue (see
+//!   `queue.rs` for the coalescing rules);
+//! - standard output ([`SinkKind::Stdout`]): each message as one JSON line.
+//!
+//! Differences from the original LOVE-producer (spec `love-protocol.md`, section h):
+//! - no ghost connection after a disconnect (quirk 4);
+//! - [`LinkEvent::Connected`] on every connection makes the producers send their initial data
+//!   *and* their subscriptions at once (quirk 5), then [`LinkEvent::Resubscribe`] every
+//!   `resubscribe_period` while connected;
+//! - messages produced while the link is down are not all dropped (quirk 6): telemetry and
+//!   events wait in the queue, telemetry coalesced to the latest per stream, events coalesced
+//!   to the latest per stream once the queue is over capacity; subscriptions and other
+//!   messages are dropped while disconnected (they are re-sent on connect);
+//! - malformed or unexpected frames from the manager are logged and dropped (quirks 1-3);
+//! - the password is percent-encoded (quirk 20) and never shown;
+//! - a fatal error ends the link task with `Err`, so the binary exits non-zero (quirk 25).
 
-use std::sync::Arc;
+pub mod config;
+mod queue;
+mod stdout;
+mod ws;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use love_plugin_api::abi::Category;
+use tokio::io::AsyncWrite;
+use tokio::sync::{broadcast, Notify};
+use tokio::task::JoinHandle;
+
+pub use config::{ConfigError, LinkConfig, ManagerUrl, Scheme, SinkKind, ENV_PASSWORD, ENV_WEBSOCKET_HOST};
+
+use crate::shutdown::Shutdown;
+use queue::{OutQueue, Pushed};
 
 /// One message for the manager, with the stream it is about.
 #[derive(Debug, Clone)]
@@ -36,4 +69,276 @@ pub enum LinkEvent {
     /// An initial_state request from the manager (the JSON text, already checked to parse and
     /// to have `category == "initial_state"`).
     Request(Arc<str>),
+}
+
+/// Fatal link errors: the link task ends with one of these and the binary should exit non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// TLS could not be set up (`wss://`).
+    #[error("cannot set up TLS for the LOVE-manager at {url}: {reason}")]
+    Tls {
+        /// The manager URL, redacted.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A connection error that retrying cannot fix.
+    #[error("cannot connect to the LOVE-manager at {url}: {reason}")]
+    Fatal {
+        /// The manager URL, redacted.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing to standard output failed (for example a closed pipe).
+    #[error("cannot write the messages to standard output: {0}")]
+    Stdout(#[source] std::io::Error),
+}
+
+/// Counters of the link, for metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkStats {
+    /// Whether the link is up now.
+    pub connected: bool,
+    /// Connections made (including the first).
+    pub connections: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Of those, handshakes rejected with HTTP 403 (wrong password).
+    pub password_rejections: u64,
+    /// Established connections that were lost (closed, reset, keepalive timeout).
+    pub disconnections: u64,
+    /// Event messages written.
+    pub sent_event: u64,
+    /// Telemetry messages written.
+    pub sent_telemetry: u64,
+    /// Other messages (subscriptions, replies) written.
+    pub sent_other: u64,
+    /// Messages replaced in the queue by a newer one of the same stream.
+    pub coalesced: u64,
+    /// Messages dropped because the queue was full.
+    pub dropped_overflow: u64,
+    /// Other messages (subscriptions) dropped because the link was down.
+    pub dropped_disconnected: u64,
+    /// Messages waiting now.
+    pub queue_depth: usize,
+    /// Bytes of text waiting now.
+    pub queue_bytes: usize,
+    /// The most messages ever waiting at once.
+    pub queue_high_water: usize,
+    /// The last connection error (password redacted), if any since the last connection.
+    pub last_error: Option<String>,
+}
+
+impl LinkStats {
+    /// Reconnections: connections after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.connections.saturating_sub(1)
+    }
+
+    /// Messages written, all categories.
+    pub fn sent(&self) -> u64 {
+        self.sent_event + self.sent_telemetry + self.sent_other
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    connect_failures: AtomicU64,
+    password_rejections: AtomicU64,
+    disconnections: AtomicU64,
+    sent_event: AtomicU64,
+    sent_telemetry: AtomicU64,
+    sent_other: AtomicU64,
+    coalesced: AtomicU64,
+    dropped_overflow: AtomicU64,
+    dropped_disconnected: AtomicU64,
+}
+
+/// State shared by the handle and the sink task.
+struct Shared {
+    queue: Mutex<OutQueue>,
+    notify: Notify,
+    events: broadcast::Sender<LinkEvent>,
+    connected: AtomicBool,
+    counters: Counters,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn new(config: &LinkConfig) -> Shared {
+        let (events, _) = broadcast::channel(1024);
+        Shared {
+            queue: Mutex::new(OutQueue::new(config.queue_capacity, config.queue_max_bytes)),
+            notify: Notify::new(),
+            events,
+            connected: AtomicBool::new(false),
+            counters: Counters::default(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, OutQueue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pop(&self) -> Option<Outgoing> {
+        self.queue().pop()
+    }
+
+    fn emit(&self, ev: LinkEvent) {
+        // No receiver is not an error: nobody listens yet.
+        let _ = self.events.send(ev);
+    }
+
+    fn count_sent(&self, category: Category) {
+        let c = &self.counters;
+        let counter = match category {
+            Category::EVENT => &c.sent_event,
+            Category::TELEMETRY => &c.sent_telemetry,
+            _ => &c.sent_other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// The link is up: count it, tell the producers.
+    fn up(&self) {
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        self.set_error(None);
+        self.connected.store(true, Ordering::SeqCst);
+        self.emit(LinkEvent::Connected);
+    }
+
+    /// The link is down: purge what need not wait, tell the producers.
+    fn down(&self) {
+        self.connected.store(false, Ordering::SeqCst);
+        let purged = self.queue().purge(Category::OTHER);
+        self.counters.dropped_disconnected.fetch_add(purged, Ordering::Relaxed);
+        self.emit(LinkEvent::Disconnected);
+    }
+}
+
+/// The producers' side of the link. Cheap to clone.
+#[derive(Clone)]
+pub struct ManagerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ManagerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerHandle").field("connected", &self.is_connected()).finish()
+    }
+}
+
+impl ManagerHandle {
+    /// Queue a message. Never blocks, never fails: the queue is bounded by coalescing and, as a
+    /// last resort, by dropping its oldest messages (counted in [`LinkStats`]).
+    pub fn send(&self, msg: Outgoing) {
+        let s = &self.shared;
+        if msg.category == Category::OTHER && !s.connected.load(Ordering::SeqCst) {
+            s.counters.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match s.queue().push(msg) {
+            Pushed::Appended => {}
+            Pushed::Coalesced => {
+                s.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            }
+            Pushed::AppendedDropping(n) => {
+                s.counters.dropped_overflow.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        s.notify.notify_one();
+    }
+
+    /// A receiver of link events from now on.
+    pub fn events(&self) -> broadcast::Receiver<LinkEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Whether the link is up now (always true for the stdout sink once started).
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::SeqCst)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> LinkStats {
+        let s = &self.shared;
+        let c = &s.counters;
+        let (queue_depth, queue_bytes, queue_high_water) = {
+            let q = s.queue();
+            (q.len(), q.bytes(), q.high_water())
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LinkStats {
+            connected: self.is_connected(),
+            connections: get(&c.connections),
+            connect_failures: get(&c.connect_failures),
+            password_rejections: get(&c.password_rejections),
+            disconnections: get(&c.disconnections),
+            sent_event: get(&c.sent_event),
+            sent_telemetry: get(&c.sent_telemetry),
+            sent_other: get(&c.sent_other),
+            coalesced: get(&c.coalesced),
+            dropped_overflow: get(&c.dropped_overflow),
+            dropped_disconnected: get(&c.dropped_disconnected),
+            queue_depth,
+            queue_bytes,
+            queue_high_water,
+            last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+impl crate::runtime::Outbox for ManagerHandle {
+    fn send(&self, msg: Outgoing) {
+        ManagerHandle::send(self, msg)
+    }
+
+    fn events(&self) -> broadcast::Receiver<LinkEvent> {
+        ManagerHandle::events(self)
+    }
+
+    fn is_connected(&self) -> bool {
+        ManagerHandle::is_connected(self)
+    }
+}
+
+/// Start the link (or the stdout sink) chosen by `config.sink`. Must be called inside a tokio
+/// runtime. The task ends `Ok` after a graceful shutdown (queue flushed within
+/// `config.shutdown_flush`, close frame sent) and `Err` on a fatal error.
+///
+/// Events are broadcast: subscribe with [`ManagerHandle::events`] before the first `.await`
+/// after `start` to be sure to see the first [`LinkEvent::Connected`], or check
+/// [`ManagerHandle::is_connected`].
+pub fn start(config: LinkConfig, shutdown: Shutdown) -> (ManagerHandle, JoinHandle<Result<(), LinkError>>) {
+    match config.sink {
+        SinkKind::Stdout => start_with_writer(config, shutdown, tokio::io::stdout()),
+        SinkKind::Websocket => {
+            let shared = Arc::new(Shared::new(&config));
+            let task = tokio::spawn(ws::run(config, shared.clone(), shutdown));
+            (ManagerHandle { shared }, task)
+        }
+    }
+}
+
+/// The stdout sink writing to any writer (tests, or a file). Ignores `config.sink` and
+/// `config.url`.
+pub fn start_with_writer<W>(config: LinkConfig, shutdown: Shutdown, writer: W) -> (ManagerHandle, JoinHandle<Result<(), LinkError>>)
+where
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let shared = Arc::new(Shared::new(&config));
+    // Up at once, so that producers that check `is_connected` send their initial data.
+    shared.connected.store(true, Ordering::SeqCst);
+    let task = tokio::spawn(stdout::run(writer, config, shared.clone(), shutdown));
+    (ManagerHandle { shared }, task)
 }
