@@ -118,3 +118,137 @@ pub fn plugin_dir(tag: &str, files: &[PathBuf]) -> PathBuf {
     }
     dir
 }
+
+/// A running `love-host` process with its output collected in the background.
+pub struct HostProcess {
+    /// The child.
+    pub child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HostProcess {
+    /// Start the built host with `args` (stdout and stderr piped; env cleaned of the original's
+    /// variables so the test decides).
+    pub fn start(args: &[&str]) -> HostProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`HostProcess::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> HostProcess {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut cmd = Command::new(&built().host);
+        cmd.args(args)
+            .env_remove("LOVE_CSC_PRODUCER")
+            .env_remove("WEBSOCKET_HOST")
+            .env_remove("PROCESS_CONNECTION_PASS")
+            .env_remove("LOVE_MANAGER_URL")
+            .env_remove("LSST_KAFKA_BROKER_ADDR")
+            .env_remove("TS_XML_DIR")
+            .env_remove("LOVE_PLUGIN_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start love-host");
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let (so, se) = (stdout.clone(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(o).lines().map_while(Result::ok) {
+                so.lock().unwrap().push(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(e).lines().map_while(Result::ok) {
+                se.lock().unwrap().push(line);
+            }
+        });
+        HostProcess { child, stdout, stderr }
+    }
+
+    /// Lines written to stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Lines written to stderr (the log) so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until `cond` holds for the stdout lines (parsed leniently as JSON), or panic with
+    /// the log after `timeout`.
+    pub fn wait_stdout(&self, timeout: std::time::Duration, what: &str, mut cond: impl FnMut(&[serde_json::Value]) -> bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let parsed: Vec<serde_json::Value> = self
+                .stdout()
+                .iter()
+                .filter_map(|l| love_plugin_api::json::parse_lenient(l).ok())
+                .collect();
+            if cond(&parsed) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n--- log ---\n{}", self.stderr().join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until a log line contains `needle`.
+    pub fn wait_log(&self, timeout: std::time::Duration, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.stderr().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out waiting for log line with {needle:?}\n--- log ---\n{}", self.stderr().join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Send a signal (`TERM`, `INT`, `HUP`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait for the process to exit (at most `timeout`); returns its status.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                // Let the reader threads drain.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                return st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("love-host did not exit within {timeout:?}\n--- log ---\n{}", self.stderr().join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `data[0]` stream names of data messages for a given envelope csc.
+pub fn streams_of(msgs: &[serde_json::Value], csc: &str) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m["data"][0]["csc"] == csc)
+        .filter_map(|m| m["data"][0]["data"].as_object().and_then(|o| o.keys().next().cloned()))
+        .collect()
+}
