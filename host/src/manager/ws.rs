@@ -148,14 +148,17 @@ pub(super) async fn run(config: LinkConfig, shared: Arc<Shared>, mut shutdown: S
                 info!("connected to the LOVE-manager at {url}");
                 let started = Instant::now();
                 let end = session(ws, &config, &shared, &mut shutdown).await;
-                shared.down();
                 match end {
-                    SessionEnd::Shutdown => return Ok(()),
+                    SessionEnd::Shutdown => {
+                        shared.down();
+                        return Ok(());
+                    }
                     SessionEnd::Lost(reason) => {
                         shared.counters.disconnections.fetch_add(1, Ordering::Relaxed);
                         let reason = scrub(&url, reason);
                         warn!("lost the connection to the LOVE-manager at {url}: {reason}; reconnecting");
                         shared.set_error(Some(format!("lost the connection to the LOVE-manager at {url}: {reason}")));
+                        shared.down();
                     }
                 }
                 // A connection that lived long enough is retried at once (a restart of the
