@@ -4,6 +4,8 @@
 //! [`InputMsg`]s of kind `SAMPLE` behind an `Arc`, so one sample routed to several producers is
 //! built once.
 
+pub mod catalog;
+
 use std::sync::Arc;
 
 use love_plugin_api::abi::{Field, InputMsg};
