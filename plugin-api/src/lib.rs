@@ -26,3 +26,9 @@ pub mod store;
 
 #[doc(hidden)]
 pub use abi_stable;
+
+/// The guide's Rust blocks, compiled and run as doc tests so that PLUGINS.md never rots.
+#[cfg(doctest)]
+mod plugin_guide {
+    #![doc = include_str!("../../PLUGINS.md")]
+}
