@@ -276,8 +276,17 @@ async fn a_manager_that_stops_reading_leaves_the_queue_bounded() {
     fake.stop_reading();
 
     let big = "x".repeat(32 * 1024);
-    let big_tel = |stream: &str, v: i64| msg(Category::TELEMETRY, "ATDome", stream, json!({"v": v, "pad": big}));
-    let big_evt = |stream: &str, v: i64| msg(Category::EVENT, "ATDome", stream, json!([{"v": v, "pad": big}]));
+    // Built with format! rather than serde_json: a debug build escapes 32 KB strings slowly.
+    let big_msg = |category: Category, stream: &str, v: i64| {
+        let (cat, payload) = match category {
+            Category::TELEMETRY => ("telemetry", format!(r#"{{"v": {v}, "pad": "{big}"}}"#)),
+            _ => ("event", format!(r#"[{{"v": {v}, "pad": "{big}"}}]"#)),
+        };
+        let text = format!(r#"{{"category": "{cat}", "data": [{{"csc": "ATDome", "salindex": 0, "data": {{"{stream}": {payload}}}}}], "producer_snd": 1.5}}"#);
+        Outgoing { category, csc: "ATDome".into(), salindex: 0, stream: stream.into(), text, created: 0.0 }
+    };
+    let big_tel = |stream: &str, v: i64| big_msg(Category::TELEMETRY, stream, v);
+    let big_evt = |stream: &str, v: i64| big_msg(Category::EVENT, stream, v);
     let mut max_depth = 0;
     let mut max_bytes = 0;
     let total = 3000;
@@ -468,6 +477,45 @@ fn password_is_percent_encoded_and_never_shown() {
     })
     .unwrap_err();
     assert_no_secret("an error", &e.to_string());
+}
+
+#[tokio::test]
+async fn wss_with_a_ca_file() {
+    let fake = FakeManager::start_tls(NASTY).await;
+    let dir = std::env::temp_dir().join(format!("love-host-link-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, fake.ca_pem().unwrap()).unwrap();
+    let (trigger, sd) = shutdown::channel();
+    let mut cfg = config(&fake.url(), NASTY);
+    cfg.ca_file = Some(ca);
+    let (handle, task) = manager::start(cfg, sd);
+    let mut events = handle.events();
+    assert!(wait_event(&mut events, is_connected).await.is_some(), "{:?}", handle.stats());
+    answer_connected(&handle);
+    assert!(fake.wait_until(WAIT, |f| f.groups(1).contains("initial_state-ATDome-all-all")).await);
+    assert_eq!(fake.send_initial_state_request("ATDome", 0, "summaryState"), 1);
+    assert!(wait_event(&mut events, |e| matches!(e, LinkEvent::Request(_))).await.is_some());
+    trigger.trigger();
+    tokio::time::timeout(WAIT, task).await.expect("link ends").expect("join").expect("graceful");
+
+    // Without the CA file the certificate is not trusted: the link keeps retrying.
+    let (trigger, sd) = shutdown::channel();
+    let (handle, task) = manager::start(config(&fake.url(), NASTY), sd);
+    assert!(eventually(WAIT, || handle.stats().connect_failures >= 2 || task.is_finished()).await);
+    assert_eq!(fake.connections(), 1);
+    if task.is_finished() {
+        // A machine without any system CA certificate: nothing could ever be trusted.
+        let err = task.await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("no CA certificate"), "{err}");
+    } else {
+        let err = handle.stats().last_error.unwrap_or_default();
+        assert!(err.contains("wss://127.0.0.1") && err.contains("certificate"), "{err}");
+        assert_no_secret("the error", &err);
+        trigger.trigger();
+        tokio::time::timeout(WAIT, task).await.expect("link ends").expect("join").expect("graceful");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

@@ -17,6 +17,8 @@
 //! its connections, stop and restart on the same port, change its password, and stop reading
 //! (to exercise back-pressure). It stops when dropped.
 
+pub mod registry;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -115,6 +118,8 @@ struct Inner {
     reading: watch::Sender<bool>,
     /// Every connection task (to abort them on stop).
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// TLS (`wss://`), when started with [`FakeManager::start_tls`].
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Inner {
@@ -150,6 +155,7 @@ pub struct FakeManager {
     inner: Arc<Inner>,
     addr: SocketAddr,
     accept: Mutex<Option<JoinHandle<()>>>,
+    ca_pem: Option<String>,
 }
 
 impl Drop for FakeManager {
@@ -168,6 +174,33 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl FakeManager {
     /// Start listening on `127.0.0.1:0` with this password.
     pub async fn start(password: &str) -> FakeManager {
+        FakeManager::start_with(password, None).await
+    }
+
+    /// Like [`FakeManager::start`] but speaking `wss://`, with a fresh self-signed certificate
+    /// for `127.0.0.1` and `localhost` (see [`FakeManager::ca_pem`]).
+    pub async fn start_tls(password: &str) -> FakeManager {
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("certificate");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let mut fake = FakeManager::start_with(password, Some(acceptor)).await;
+        fake.ca_pem = Some(cert.pem());
+        fake
+    }
+
+    /// The PEM certificate to trust (a `--ca-file`) when started with TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    async fn start_with(password: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> FakeManager {
         let listener = bind("127.0.0.1:0".parse().expect("address")).expect("fake manager: bind");
         let addr = listener.local_addr().expect("local addr");
         let (reading, _) = watch::channel(true);
@@ -179,9 +212,10 @@ impl FakeManager {
             next_conn: AtomicU64::new(1),
             reading,
             tasks: Mutex::new(Vec::new()),
+            tls,
         });
         let accept = tokio::spawn(accept_loop(listener, inner.clone()));
-        FakeManager { inner, addr, accept: Mutex::new(Some(accept)) }
+        FakeManager { inner, addr, accept: Mutex::new(Some(accept)), ca_pem: None }
     }
 
     /// The port it listens on (the same after [`FakeManager::restart`]).
@@ -189,9 +223,10 @@ impl FakeManager {
         self.addr.port()
     }
 
-    /// `ws://127.0.0.1:PORT/manager/ws/subscription` (no password).
+    /// `ws://127.0.0.1:PORT/manager/ws/subscription` (`wss://` with TLS; no password).
     pub fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/manager/ws/subscription", self.port())
+        let scheme = if self.inner.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://127.0.0.1:{}/manager/ws/subscription", self.port())
     }
 
     /// `127.0.0.1:PORT/manager/ws/subscription`, a `WEBSOCKET_HOST` value.
@@ -372,7 +407,18 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
-        let task = tokio::spawn(connection(stream, inner.clone()));
+        let _ = stream.set_nodelay(true);
+        let task = match inner.tls.clone() {
+            None => tokio::spawn(connection(stream, inner.clone())),
+            Some(acceptor) => {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        connection(tls, inner).await;
+                    }
+                })
+            }
+        };
         let mut tasks = inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|t| !t.is_finished());
         tasks.push(task.abort_handle());
@@ -385,8 +431,7 @@ fn error_response(status: StatusCode) -> ErrorResponse {
     r
 }
 
-async fn connection(stream: TcpStream, inner: Arc<Inner>) {
-    let _ = stream.set_nodelay(true);
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, inner: Arc<Inner>) {
     let hs_inner = inner.clone();
     let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let path_qs = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
