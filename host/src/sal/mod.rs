@@ -4,6 +4,7 @@
 //! [`InputMsg`]s of kind `SAMPLE` behind an `Arc`, so one sample routed to several producers is
 //! built once.
 
+mod builtin;
 pub mod catalog;
 
 use std::sync::Arc;
