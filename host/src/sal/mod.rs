@@ -5,11 +5,14 @@
 //! built once.
 
 mod builtin;
+pub mod bus;
 pub mod catalog;
+pub mod sim;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use love_plugin_api::abi::{Field, InputMsg};
+use love_plugin_api::abi::{Field, InputKind, InputMsg, Sample};
 use tokio::sync::mpsc;
 
 /// Where a subscription's samples go.
@@ -93,4 +96,28 @@ pub trait SalSource: Send + Sync + 'static {
     fn is_ready(&self) -> bool {
         true
     }
+}
+
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A new host-wide sample sequence number (unique per process run, increasing).
+pub fn next_seq() -> u64 {
+    NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Unix time now, in seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Wrap a sample as the input producers receive (kind `SAMPLE`).
+pub fn sample_msg(sample: Sample) -> Arc<InputMsg> {
+    Arc::new(InputMsg { kind: InputKind::SAMPLE, sample, ..Default::default() })
+}
+
+/// Whether a subscription to `sub_component`:`sub_index` receives a sample of
+/// `component`:`index`. Index 0 subscribes to every index, as salobj does for indexed
+/// components (a non-indexed component only ever has index 0, so the rule is the same).
+pub fn route_matches(sub_component: &str, sub_index: i64, component: &str, index: i64) -> bool {
+    sub_component == component && (sub_index == 0 || sub_index == index)
 }
