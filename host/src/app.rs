@@ -1,9 +1,25 @@
 //! The binary's commands, over the library.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::plugin::{loader::host_api_version, scan_dir};
+use anyhow::{bail, Context};
+use love_plugin_api::sdk::ProducerConfig;
+use tracing::{error, info, warn};
+
+use crate::cli::{LogFormat, RunArgs, SalArg, SinkArg};
+use crate::component::ComponentName;
+use crate::factory::{assign, parse_overrides, Assignment, ProducerSource};
+use crate::manager::config::{LinkConfig, SinkKind};
+use crate::plugin::{loader::host_api_version, scan_dir, PluginRegistry};
+use crate::deploy::{Deployer, FactoryInputs, ManagedProducer};
+use crate::runtime::{spawn_producer, CreateFn, ProducerSpec, RuntimeContext, RuntimeSettings};
+use crate::sal::catalog::TopicCatalog;
+use crate::sal::SalSource;
+use crate::shutdown;
 
 /// `love-host plugins --plugin-dir DIR`: list what a directory offers, without connecting
 /// anywhere. Returns the text printed.
@@ -36,7 +52,470 @@ pub fn list_plugins(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run the producers (the default command).
-pub fn run(_args: crate::cli::RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("run is being wired up")
+/// Set up logging on standard error (standard output may carry the messages).
+pub fn init_logging(args: &RunArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level.directive()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Everything decided before anything starts: the place where bad configuration is refused.
+pub struct Plan {
+    /// Components and the producer serving each.
+    pub assignments: Vec<Assignment>,
+    /// The topic catalog.
+    pub catalog: Arc<TopicCatalog>,
+    /// Loaded plugins.
+    pub registry: PluginRegistry,
+}
+
+/// Parse components, load plugins and the catalog, and choose a producer for each component.
+pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
+    let names = args.component_args();
+    let components = ComponentName::parse_list(&names)?;
+    if components.is_empty() {
+        bail!("At least one component must be provided (positional, --components, or LOVE_CSC_PRODUCER)");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &components {
+        if !seen.insert(c.clone()) {
+            bail!("component {c} is listed twice");
+        }
+    }
+    let overrides = parse_overrides(&args.producer_type)?;
+    let registry = match &args.plugin_dir {
+        Some(dir) => {
+            let report = scan_dir(dir)?;
+            if report.loaded.is_empty() && report.refused.is_empty() {
+                warn!("plugin directory {} holds no plugins (*.so); only the built-in base producer is available", dir.display());
+            }
+            for p in &report.loaded {
+                let d = &p.descriptor;
+                info!(
+                    plugin = %d.name, version = %d.version, producer_type = %d.producer_type,
+                    claims = ?d.claims, api = %d.api_version, file = %p.path.display(),
+                    "loaded plugin {} {}", d.name, d.version
+                );
+            }
+            for e in &report.refused {
+                error!(file = %e.path().display(), "plugin refused: {e}");
+            }
+            PluginRegistry::new(report.loaded)
+        }
+        None => {
+            info!("no --plugin-dir given: only the built-in base producer is available");
+            PluginRegistry::default()
+        }
+    };
+    let catalog = match &args.xml_dir {
+        Some(dir) => {
+            let (cat, errors) = TopicCatalog::load_dir(dir)
+                .with_context(|| format!("loading the topic catalog from {}", dir.display()))?;
+            for e in &errors {
+                warn!("topic catalog: {e}");
+            }
+            info!("topic catalog: {} components from {}", cat.len(), dir.display());
+            cat
+        }
+        None => {
+            let cat = TopicCatalog::new();
+            info!("topic catalog: built-in ({} components: {}); use --xml-dir for any CSC", cat.len(), cat.names().join(", "));
+            cat
+        }
+    };
+    let mut assignments = Vec::new();
+    for c in &components {
+        let a = assign(c, &overrides, &registry, catalog.component(&c.name))?;
+        info!(
+            component = %c.name, index = c.index, producer_type = %a.producer_type, plugin = %a.source.label(),
+            "{c} served by {} ({}): {}", a.producer_type, a.source.label(), a.reason
+        );
+        assignments.push(a);
+    }
+    Ok(Plan { assignments, catalog: Arc::new(catalog), registry })
+}
+
+/// Settings handed to every producer (the original's environment variables included).
+fn producer_settings(args: &RunArgs) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::new();
+    settings.insert("telemetry_period".into(), args.telemetry_period.to_string());
+    settings.insert("telemetry_stale_after".into(), args.telemetry_stale_after.to_string());
+    settings.insert("heartbeat_timeout".into(), "2.0".into());
+    for var in ["FINISHED_SCRIPTS_LIST_SIZE", "UPDATE_SCRIPTS_SCHEMA_ON_START"] {
+        if let Ok(v) = std::env::var(var) {
+            settings.insert(var.into(), v);
+        }
+    }
+    settings
+}
+
+pub fn create_fn(source: &ProducerSource) -> CreateFn {
+    match source {
+        ProducerSource::Base => Arc::new(|config: &str| {
+            let cfg: ProducerConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
+            let p = crate::base::create(cfg).map_err(|e| e.to_string())?;
+            Ok(love_plugin_api::sdk::into_producer_box(p))
+        }),
+        ProducerSource::Plugin(p) => {
+            let p = p.clone();
+            Arc::new(move |config: &str| p.create(config))
+        }
+    }
+}
+
+/// The manager links to open and which components use each.
+pub struct LinkPlan {
+    /// (name, configuration, components) per link; `default` takes every component not listed
+    /// in a `[[links]]` table.
+    pub links: Vec<(String, LinkConfig, Vec<ComponentName>)>,
+}
+
+impl LinkPlan {
+    /// Index of the link serving `c`.
+    pub fn link_of(&self, c: &ComponentName) -> usize {
+        self.links.iter().position(|(_, _, cs)| cs.contains(c)).unwrap_or(0)
+    }
+}
+
+/// Build the link plan from the options, the environment and the configuration file's
+/// `[[links]]`.
+pub fn link_plan(args: &RunArgs, components: &[ComponentName]) -> anyhow::Result<LinkPlan> {
+    let mut links: Vec<(String, LinkConfig, Vec<ComponentName>)> = Vec::new();
+    let mut claimed: Vec<ComponentName> = Vec::new();
+    let mut grouped = Vec::new();
+    for spec in &args.links {
+        let members = ComponentName::parse_list(&spec.components)
+            .with_context(|| format!("[[links]] {}: components", spec.name))?;
+        for m in &members {
+            if !components.contains(m) {
+                bail!("[[links]] {}: component {m} is not among the configured components", spec.name);
+            }
+            if claimed.contains(m) {
+                bail!("[[links]] {}: component {m} is already sent to another link", spec.name);
+            }
+            claimed.push(m.clone());
+        }
+        let password_var = spec.password_env.clone().unwrap_or_else(|| "PROCESS_CONNECTION_PASS".into());
+        let mut cfg = LinkConfig::from_lookup(Some(&spec.url), Some(SinkKind::Websocket), args.ca_file.clone(), |k| {
+            if k == "PROCESS_CONNECTION_PASS" {
+                std::env::var(&password_var).ok()
+            } else {
+                std::env::var(k).ok()
+            }
+        })
+        .with_context(|| format!("[[links]] {}: url", spec.name))?;
+        cfg.reconnect_wait = secs(args.reconnect_wait, "--reconnect-wait")?;
+        cfg.resubscribe_period = secs(args.resubscribe_period, "--resubscribe-period")?;
+        grouped.push((spec.name.clone(), cfg, members));
+    }
+    let rest: Vec<ComponentName> = components.iter().filter(|c| !claimed.contains(c)).cloned().collect();
+    if !rest.is_empty() || grouped.is_empty() {
+        links.push(("default".to_string(), link_config(args)?, rest));
+    }
+    links.extend(grouped);
+    Ok(LinkPlan { links })
+}
+
+fn link_config(args: &RunArgs) -> anyhow::Result<LinkConfig> {
+    let sink = match args.sink {
+        SinkArg::Auto => None,
+        SinkArg::Websocket => Some(SinkKind::Websocket),
+        SinkArg::Stdout => Some(SinkKind::Stdout),
+    };
+    let mut cfg = LinkConfig::from_env_and_args(args.manager_url.as_deref(), sink, args.ca_file.clone())?;
+    cfg.reconnect_wait = secs(args.reconnect_wait, "--reconnect-wait")?;
+    cfg.resubscribe_period = secs(args.resubscribe_period, "--resubscribe-period")?;
+    Ok(cfg)
+}
+
+fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("{what} must be a positive number of seconds, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Run the producers (the default command) until SIGINT or SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args);
+    let plan = plan(&args)?;
+    let components: Vec<ComponentName> = plan.assignments.iter().map(|a| a.component.clone()).collect();
+    let link_cfg = link_plan(&args, &components)?;
+    secs(args.telemetry_period, "--telemetry-period")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("love-host")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run_async(args, plan, link_cfg))
+}
+
+async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Result<()> {
+    let (trigger, shutdown) = shutdown::channel();
+    let trigger = Arc::new(trigger);
+    spawn_signal_handlers(trigger.clone())?;
+
+    let sal = open_source(&args, plan.catalog.clone(), shutdown.clone())?;
+    info!(source = sal.name(), "SAL source: {}", sal.name());
+    let mut links = Vec::new();
+    let mut link_tasks = Vec::new();
+    for (name, cfg, members) in link_plan.links.iter() {
+        let target = match &cfg.url {
+            Some(u) => u.to_string(),
+            None => "standard output".to_string(),
+        };
+        info!(link = %name, "manager link {name}: {target} for {}", if members.is_empty() { "every component".to_string() } else { members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ") });
+        let (handle, task) = crate::manager::start(cfg.clone(), shutdown.clone());
+        links.push((name.clone(), handle));
+        link_tasks.push(task);
+    }
+    let catalog = plan.catalog.clone();
+    let base_ctx = RuntimeContext {
+        outbox: Arc::new(links[0].1.clone()),
+        sal: sal.clone(),
+        catalog: Arc::new(move |name: &str| catalog.component(name).cloned()),
+        settings: RuntimeSettings::default(),
+        shutdown: shutdown.clone(),
+    };
+    let settings = producer_settings(&args);
+    let mut managed: Vec<ManagedProducer> = Vec::new();
+    for a in &plan.assignments {
+        let config = ProducerConfig {
+            component: a.component.name.clone(),
+            index: a.component.index,
+            producer_type: a.producer_type.clone(),
+            periodic_data: args.periodic_data.clone(),
+            asynchronous_data: args.asynchronous_data.clone(),
+            settings: settings.clone(),
+            catalog: plan.catalog.component(&a.component.name).cloned(),
+        };
+        let spec = ProducerSpec {
+            component: a.component.clone(),
+            producer_type: a.producer_type.clone(),
+            label: a.source.label(),
+            create: create_fn(&a.source),
+            subscribe_own: config.catalog.is_some() && !matches!(a.source, ProducerSource::Base),
+            config,
+        };
+        let ctx = RuntimeContext {
+            outbox: Arc::new(links[link_plan.link_of(&a.component)].1.clone()),
+            ..base_ctx.clone()
+        };
+        match spawn_producer(spec, ctx) {
+            Ok(handle) => {
+                let plugin = match &a.source {
+                    ProducerSource::Plugin(p) => Some(p.clone()),
+                    ProducerSource::Base => None,
+                };
+                managed.push(ManagedProducer { handle, plugin });
+            }
+            Err(e) => {
+                trigger.trigger();
+                bail!("{e}");
+            }
+        }
+    }
+    info!("love-host running: {} producer(s); stop with SIGINT or SIGTERM", managed.len());
+
+    let registry = Arc::new(std::sync::Mutex::new(plan.registry.clone()));
+    let plugins_expected = args.plugin_dir.is_some();
+    let views: Vec<crate::admin::ProducerView> = managed
+        .iter()
+        .map(|m| crate::admin::ProducerView {
+            component: m.handle.component.clone(),
+            current: m.handle.current.clone(),
+            status: m.handle.status.clone(),
+        })
+        .collect();
+    let (deploy_task, deploy_stats) = start_deployment(&args, plan, managed, registry.clone(), shutdown.clone())?;
+    if let Some(addr) = args.admin_addr {
+        let state = crate::admin::AdminState {
+            producers: views,
+            links: links.clone(),
+            sal: sal.clone(),
+            registry,
+            deploy: deploy_stats,
+            plugins_expected,
+            pulse: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        crate::admin::serve(addr, state, shutdown.clone())
+            .await
+            .with_context(|| format!("starting the admin endpoint on {addr}"))?;
+    }
+
+    // Run until a signal, or until a link fails fatally.
+    let mut wait = shutdown.clone();
+    let first_failure = async {
+        let mut pending: Vec<_> = link_tasks.iter_mut().collect();
+        loop {
+            if pending.is_empty() {
+                return std::future::pending::<anyhow::Error>().await;
+            }
+            let (res, idx, _) = futures_util::future::select_all(pending.iter_mut().map(|t| Box::pin(&mut **t))).await;
+            pending.remove(idx);
+            match res {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => return anyhow::Error::new(e).context("manager link failed"),
+                Err(e) => return anyhow::anyhow!("manager link task failed: {e}"),
+            }
+        }
+    };
+    let failure = tokio::select! {
+        _ = wait.wait() => None,
+        e = first_failure => Some(e),
+    };
+    trigger.trigger();
+    let managed = deploy_task.await.unwrap_or_default();
+    for m in managed {
+        let _ = tokio::time::timeout(Duration::from_secs(5), m.handle.task).await;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    for task in link_tasks {
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Err(_) => bail!("a manager link did not stop within 10 s"),
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(anyhow::Error::new(e).context("manager link failed")),
+            Ok(Err(e)) => bail!("manager link task failed: {e}"),
+        }
+    }
+    info!("love-host stopped");
+    Ok(())
+}
+
+/// Watch the plugin directory (and SIGHUP) and apply deployments until shutdown. The task
+/// owns the running producers and hands them back when it ends.
+type DeployTask = (tokio::task::JoinHandle<Vec<ManagedProducer>>, Arc<crate::deploy::DeployStats>);
+
+fn start_deployment(
+    args: &RunArgs,
+    plan: Plan,
+    mut managed: Vec<ManagedProducer>,
+    shared_registry: Arc<std::sync::Mutex<PluginRegistry>>,
+    mut shutdown: shutdown::Shutdown,
+) -> anyhow::Result<DeployTask> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Some(dir) = args.plugin_dir.clone() else {
+        let stats = Arc::new(crate::deploy::DeployStats::default());
+        crate::deploy::log_report(&plan.registry, &managed, &stats);
+        let task = tokio::spawn(async move {
+            shutdown.wait().await;
+            managed
+        });
+        return Ok((task, stats));
+    };
+    let copies = args
+        .plugin_copies_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("love-host-{}-plugins", std::process::id())));
+    let deployer = Deployer::new(&dir, &copies, args.allow_downgrade, plan.registry.plugins())
+        .with_context(|| format!("preparing the private plugin copy directory {}", copies.display()))?;
+    let stats = deployer.stats.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let fs_tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = fs_tx.send("file change");
+        }
+    })
+    .context("starting the plugin directory watcher")?;
+    use notify::Watcher;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP received: rescanning the plugin directory");
+            if tx.send("SIGHUP").is_err() {
+                break;
+            }
+        }
+    });
+    let mut registry = plan.registry;
+    let inputs = FactoryInputs { overrides: parse_overrides(&args.producer_type)?, catalog: plan.catalog };
+    crate::deploy::log_report(&registry, &managed, &stats);
+    info!("watching {} for plugin deployments (rename a file into it; SIGHUP forces a rescan)", dir.display());
+    let deployer = Arc::new(std::sync::Mutex::new(deployer));
+    let task_stats = stats.clone();
+    let task = tokio::spawn(async move {
+        let stats = task_stats;
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                Some(_) = rx.recv() => {
+                    // Debounce: wait for the directory to be quiet.
+                    loop {
+                        match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+                            Ok(Some(_)) => continue,
+                            _ => break,
+                        }
+                    }
+                    let d = deployer.clone();
+                    let actions = tokio::task::spawn_blocking(move || d.lock().unwrap_or_else(|p| p.into_inner()).rescan())
+                        .await
+                        .unwrap_or_default();
+                    if actions.is_empty() {
+                        continue;
+                    }
+                    for a in &actions {
+                        let ok = crate::deploy::apply(a, &mut managed, &mut registry, &inputs, &stats).await;
+                        if let (false, crate::deploy::DeployAction::Upgraded { old, new }) = (ok, a) {
+                            // Keep serving and offering the version that works.
+                            warn!(
+                                plugin = %old.descriptor.name,
+                                "deploy: {} {} failed; {} stays the active version",
+                                new.descriptor.name, new.descriptor.version, old.descriptor.version
+                            );
+                            registry.replace(old.clone());
+                            deployer.lock().unwrap_or_else(|p| p.into_inner()).revert(old.clone());
+                        }
+                    }
+                    *shared_registry.lock().unwrap_or_else(|p| p.into_inner()) = registry.clone();
+                    crate::deploy::log_report(&registry, &managed, &stats);
+                }
+            }
+        }
+        managed
+    });
+    Ok((task, stats))
+}
+
+fn spawn_signal_handlers(trigger: Arc<shutdown::ShutdownTrigger>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received: stopping"),
+            _ = int.recv() => info!("SIGINT received: stopping"),
+        }
+        trigger.trigger();
+    });
+    Ok(())
+}
+
+/// The SAL source the arguments ask for.
+fn open_source(
+    args: &RunArgs,
+    catalog: Arc<TopicCatalog>,
+    shutdown: shutdown::Shutdown,
+) -> anyhow::Result<Arc<dyn SalSource>> {
+    let kind = match args.sal {
+        Some(k) => k,
+        None if args.replay.is_some() => SalArg::Replay,
+        None if std::env::var_os("LSST_KAFKA_BROKER_ADDR").is_some() => SalArg::Kafka,
+        None => SalArg::Sim,
+    };
+    let _ = (&catalog, &shutdown);
+    match kind {
+        SalArg::Kafka => bail!("--sal kafka is not available in this build yet; use the simulator (--sal sim) or --replay FILE"),
+        SalArg::Sim | SalArg::Replay => bail!("SAL sources are being wired up"),
+    }
 }

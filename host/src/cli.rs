@@ -120,6 +120,15 @@ pub struct RunArgs {
     #[arg(long, num_args = 1.., value_name = "COMPONENT", env = "LOVE_CSC_PRODUCER")]
     pub components: Vec<String>,
 
+    /// Configuration file (TOML) holding any of these options under their long names, plus
+    /// `[[links]]` for several manager endpoints. Command line and environment win over it.
+    #[arg(long, env = "LOVE_HOST_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Manager links for groups of components, from the configuration file's `[[links]]`.
+    #[arg(skip)]
+    pub links: Vec<crate::config::LinkSpec>,
+
     /// Directory of producer plugins (`*.so`). Without it only the built-in `base` producer is
     /// available.
     #[arg(long, env = "LOVE_PLUGIN_DIR")]
@@ -140,6 +149,19 @@ pub struct RunArgs {
     /// Event topics to forward (`evt_`/`tel_` prefixes), for every component.
     #[arg(long, num_args = 1.., value_name = "NAME")]
     pub asynchronous_data: Option<Vec<String>>,
+
+    /// Serve /healthz, /readyz, /metrics and /producers on this address (e.g. 127.0.0.1:9100).
+    #[arg(long, env = "LOVE_ADMIN_ADDR")]
+    pub admin_addr: Option<std::net::SocketAddr>,
+
+    /// Accept a hot-deployed plugin whose version is not newer than the loaded one.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+
+    /// Where private copies of hot-deployed plugins are loaded from (default: a directory under
+    /// the system temporary directory). Each deployment adds one copy; they are never unloaded.
+    #[arg(long)]
+    pub plugin_copies_dir: Option<PathBuf>,
 
     /// Force a producer type for a component: NAME=TYPE (repeatable).
     #[arg(long, value_name = "NAME=TYPE")]

@@ -1,10 +1,16 @@
 //! The `love-host` binary: parse the command line, then hand over to the library.
 
-use clap::Parser;
-use love_host::cli::{Cli, Command};
+use love_host::cli::Command;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let (mut cli, links) = match love_host::config::parse_with_config(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("love-host: error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    cli.run.links = links;
     let result = match &cli.command {
         Some(Command::Plugins { plugin_dir }) => love_host::app::list_plugins(plugin_dir, &mut std::io::stdout()),
         None => love_host::app::run(cli.run),

@@ -106,9 +106,32 @@ pub struct ProducerStatus {
     pub errors: AtomicU64,
     /// Time of the last SAL sample (f64 bits of Unix seconds).
     pub last_sample: AtomicU64,
+    /// SAL samples received.
+    pub samples: AtomicU64,
+    /// Event messages sent.
+    pub sent_event: AtomicU64,
+    /// Telemetry messages sent.
+    pub sent_telemetry: AtomicU64,
+    /// initial_state requests handed to the producer.
+    pub requests: AtomicU64,
+    /// Messages sent in answer to initial_state requests.
+    pub replies: AtomicU64,
+    /// The `lost` count of the producer's latest Heartbeat message (`u64::MAX`: none yet).
+    pub heartbeat_lost: AtomicU64,
 }
 
 impl ProducerStatus {
+    /// A fresh status.
+    pub fn new() -> Self {
+        ProducerStatus { heartbeat_lost: AtomicU64::new(u64::MAX), ..Default::default() }
+    }
+
+    /// The `lost` count of the latest Heartbeat message, if any was sent.
+    pub fn heartbeat_lost(&self) -> Option<u64> {
+        let v = self.heartbeat_lost.load(Ordering::Relaxed);
+        (v != u64::MAX).then_some(v)
+    }
+
     /// Time of the last SAL sample, if any.
     pub fn last_sample_time(&self) -> Option<f64> {
         let bits = self.last_sample.load(Ordering::Relaxed);
@@ -200,7 +223,7 @@ pub fn unix_now() -> f64 {
 pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<ProducerHandle, String> {
     let config_json = serde_json::to_string(&spec.config).map_err(|e| e.to_string())?;
     let producer = (spec.create)(&config_json).map_err(|e| format!("{}: cannot create producer: {e}", spec.component))?;
-    let status = Arc::new(ProducerStatus::default());
+    let status = Arc::new(ProducerStatus::new());
     let (sample_tx, sample_rx) = mpsc::channel(ctx.settings.inbox_capacity);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let events = ctx.outbox.events();
@@ -285,6 +308,7 @@ impl ProducerTask {
                 _ = shutdown.wait() => break,
                 Some(sample) = samples.recv() => {
                     self.status.last_sample.store(unix_now().to_bits(), Ordering::Relaxed);
+                    self.status.samples.fetch_add(1, Ordering::Relaxed);
                     self.deliver(&sample).await;
                 }
                 ev = events.recv() => match ev {
@@ -295,6 +319,7 @@ impl ProducerTask {
                     Ok(LinkEvent::Resubscribe) => self.deliver(&simple(InputKind::REGISTER)).await,
                     Ok(LinkEvent::Disconnected) => self.deliver(&simple(InputKind::DISCONNECTED)).await,
                     Ok(LinkEvent::Request(text)) => {
+                        self.status.requests.fetch_add(1, Ordering::Relaxed);
                         let msg = InputMsg { kind: InputKind::MANAGER_MESSAGE, text: text.as_ref().into(), ..Default::default() };
                         self.deliver(&msg).await;
                     }
@@ -356,7 +381,11 @@ impl ProducerTask {
             match self.producer.handle(input, now) {
                 RResult::ROk(actions) => {
                     let created = if input.kind == InputKind::SAMPLE { input.sample.received } else { 0.0 };
+                    let is_request = input.kind == InputKind::MANAGER_MESSAGE;
                     for a in actions.iter() {
+                        if is_request && a.kind == love_plugin_api::abi::ActionKind::SEND {
+                            self.status.replies.fetch_add(1, Ordering::Relaxed);
+                        }
                         self.execute(Action::decode(a), now, created, &mut follow_ups);
                     }
                 }
@@ -384,6 +413,16 @@ impl ProducerTask {
         match action {
             Action::Send(m) => {
                 self.status.sent.fetch_add(1, Ordering::Relaxed);
+                match m.category {
+                    love_plugin_api::abi::Category::EVENT => self.status.sent_event.fetch_add(1, Ordering::Relaxed),
+                    love_plugin_api::abi::Category::TELEMETRY => self.status.sent_telemetry.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                if m.csc == "Heartbeat" {
+                    if let Some(lost) = heartbeat_lost_of(&m.text) {
+                        self.status.heartbeat_lost.store(lost, Ordering::Relaxed);
+                    }
+                }
                 self.ctx.outbox.send(Outgoing {
                     category: m.category,
                     csc: m.csc,
@@ -546,6 +585,12 @@ impl ProducerTask {
         // Boxed: `start` delivers inputs, which may panic and restart again.
         Box::pin(self.start()).await;
     }
+}
+
+/// The `lost` count of a Heartbeat stream message.
+fn heartbeat_lost_of(text: &str) -> Option<u64> {
+    let v: serde_json::Value = love_plugin_api::json::parse_lenient(text).ok()?;
+    v["data"][0]["data"]["stream"]["lost"].as_u64()
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

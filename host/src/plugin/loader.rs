@@ -42,6 +42,12 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// The same plugin reported under another path (a private copy reported as the deployed
+    /// file it came from).
+    pub fn with_path(self, path: PathBuf) -> Self {
+        LoadedPlugin { path, ..self }
+    }
+
     /// Create a producer from its configuration (JSON text).
     pub fn create(&self, config_json: &str) -> Result<ProducerBox, String> {
         match (self.module.create())(config_json.into()) {

@@ -146,6 +146,18 @@ impl PluginRegistry {
         None
     }
 
+    /// Put `plugin` in place of any plugin of the same name, whatever the versions (hot
+    /// deployment decided already).
+    pub fn replace(&mut self, plugin: Arc<LoadedPlugin>) {
+        self.plugins.retain(|p| p.descriptor.name != plugin.descriptor.name);
+        self.plugins.push(plugin);
+    }
+
+    /// Remove the plugin named `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.plugins.retain(|p| p.descriptor.name != name);
+    }
+
     /// Every plugin.
     pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
         &self.plugins

@@ -43,6 +43,7 @@ impl ProducerLogic for CscProducer {
     }
 }
 
+#[cfg(feature = "export")]
 love_plugin_api::export_plugin! {
     name: "csc",
     version: env!("CARGO_PKG_VERSION"),

@@ -252,3 +252,55 @@ pub fn streams_of(msgs: &[serde_json::Value], csc: &str) -> Vec<String> {
         .filter_map(|m| m["data"][0]["data"].as_object().and_then(|o| o.keys().next().cloned()))
         .collect()
 }
+
+/// Build the `csc` re-export at a higher version (tests/fixtures/csc-next) with an optional
+/// feature (`restore-fails`, `create-panics`); returns a uniquely named copy of the `.so`.
+pub fn csc_next_so(feature: Option<&str>) -> PathBuf {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let key = feature.unwrap_or("plain").to_string();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = cache.get(&key) {
+        return p.clone();
+    }
+    let (target, profile) = target_and_profile();
+    let fx_target = target.join(format!("fixture-csc-next-{key}"));
+    let mut cmd = cargo();
+    cmd.current_dir(repo_root().join("tests/fixtures/csc-next")).arg("build").args(profile_args(&profile)).env("CARGO_TARGET_DIR", &fx_target);
+    if let Some(f) = feature {
+        cmd.args(["--features", f]);
+    }
+    run_cargo(cmd, &format!("fixture csc-next ({key})"));
+    let built = fx_target.join(&profile).join("liblove_fixture_csc_next.so");
+    let copy = target.join(format!("liblove_csc_next_{}.so", key.replace('-', "_")));
+    std::fs::copy(&built, &copy).unwrap();
+    cache.insert(key, copy.clone());
+    copy
+}
+
+/// Deploy a plugin the documented way: copy under a temporary (hidden) name, then rename into
+/// place as `name`.
+pub fn deploy(dir: &Path, so: &Path, name: &str) {
+    let tmp = dir.join(format!(".{name}.part"));
+    std::fs::copy(so, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// The admin endpoint address a host logged (`--admin-addr 127.0.0.1:0`).
+pub fn admin_addr(host: &HostProcess) -> String {
+    let line = host.wait_log(std::time::Duration::from_secs(30), "admin endpoint on http://");
+    let rest = &line[line.find("http://").unwrap() + 7..];
+    rest.split_whitespace().next().unwrap().to_string()
+}
+
+/// A plain HTTP GET on 127.0.0.1 (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status: u16 = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}

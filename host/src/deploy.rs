@@ -1,0 +1,371 @@
+//! Hot deployment: plugins added, upgraded and removed while the host runs.
+//!
+//! The plugin directory is watched (and rescanned on SIGHUP). A deploy is a rename into the
+//! directory; files are only looked at once they stop changing, and only files named `*.so`
+//! (not hidden) are considered, so a copy in progress under a temporary name is never loaded.
+//! Every file is loaded from a private copy with a unique name: the dynamic loader caches
+//! libraries by path and by inode, so loading a new version from the deployed path could hand
+//! back the old one. Libraries are never unloaded (abi_stable's design): each upgrade keeps one
+//! more copy mapped until the process exits.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::plugin::{compare_versions, is_plugin_file_name, load_plugin, LoadedPlugin};
+
+/// Identity of a file's current contents as far as deployment cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    if !m.is_file() {
+        return None;
+    }
+    Some(FileStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+    })
+}
+
+/// What a rescan found.
+#[derive(Debug, Clone)]
+pub enum DeployAction {
+    /// A plugin with a name not loaded before.
+    Added(Arc<LoadedPlugin>),
+    /// A newer version of a loaded plugin (or an older one with `--allow-downgrade`).
+    Upgraded {
+        /// The version being replaced.
+        old: Arc<LoadedPlugin>,
+        /// The new one.
+        new: Arc<LoadedPlugin>,
+    },
+    /// A file that was not deployed, and why.
+    Refused {
+        /// The deployed file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A plugin whose file left the directory: no new producers of it.
+    Removed(Arc<LoadedPlugin>),
+}
+
+/// Counters of deployment outcomes (for logs and metrics).
+#[derive(Debug, Default)]
+pub struct DeployStats {
+    /// New plugins registered.
+    pub added: AtomicU64,
+    /// Upgrades registered.
+    pub upgraded: AtomicU64,
+    /// Files refused (load failure, layout, not newer).
+    pub refused: AtomicU64,
+    /// Plugins removed.
+    pub removed: AtomicU64,
+    /// Producer swaps that succeeded.
+    pub swaps_ok: AtomicU64,
+    /// Producer swaps that failed (old producer kept).
+    pub swaps_failed: AtomicU64,
+    /// Plugin library copies mapped in the process (never unloaded).
+    pub library_copies: AtomicU64,
+}
+
+/// Tracks the plugin directory and turns its changes into [`DeployAction`]s.
+pub struct Deployer {
+    dir: PathBuf,
+    copies_dir: PathBuf,
+    allow_downgrade: bool,
+    seen: HashMap<PathBuf, FileStamp>,
+    /// Active plugin per name, with the deployed file it came from.
+    active: HashMap<String, (Arc<LoadedPlugin>, PathBuf)>,
+    next_copy: u64,
+    /// Outcome counters.
+    pub stats: Arc<DeployStats>,
+}
+
+impl Deployer {
+    /// Start tracking `dir`, whose plugins were already loaded at start-up (`initial`, loaded
+    /// from their deployed paths).
+    pub fn new(dir: &Path, copies_dir: &Path, allow_downgrade: bool, initial: &[Arc<LoadedPlugin>]) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(copies_dir)?;
+        std::fs::set_permissions(copies_dir, std::fs::Permissions::from_mode(0o700))?;
+        let mut seen = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if is_plugin_file_name(&p) {
+                    if let Some(s) = stamp(&p) {
+                        seen.insert(p, s);
+                    }
+                }
+            }
+        }
+        let stats = Arc::new(DeployStats::default());
+        stats.library_copies.store(initial.len() as u64, Ordering::Relaxed);
+        let active = initial
+            .iter()
+            .map(|p| (p.descriptor.name.clone(), (p.clone(), p.path.clone())))
+            .collect();
+        Ok(Deployer {
+            dir: dir.to_path_buf(),
+            copies_dir: copies_dir.to_path_buf(),
+            allow_downgrade,
+            seen,
+            active,
+            next_copy: 0,
+            stats,
+        })
+    }
+
+    /// The directory watched.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Look at the directory again; load what is new or changed (from private copies).
+    pub fn rescan(&mut self) -> Vec<DeployAction> {
+        let mut actions = Vec::new();
+        let mut present: Vec<(PathBuf, FileStamp)> = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_plugin_file_name(p))
+                .filter_map(|p| stamp(&p).map(|s| (p, s)))
+                .collect(),
+            Err(e) => {
+                warn!("cannot read plugin directory {}: {e}", self.dir.display());
+                return actions;
+            }
+        };
+        present.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, st) in &present {
+            if self.seen.get(path) == Some(st) {
+                continue;
+            }
+            // A file still being written changes between two looks: leave it for the next scan.
+            std::thread::sleep(Duration::from_millis(50));
+            if stamp(path) != Some(*st) {
+                continue;
+            }
+            self.seen.insert(path.clone(), *st);
+            actions.push(self.load_new(path));
+        }
+        let gone: Vec<PathBuf> =
+            self.seen.keys().filter(|p| !present.iter().any(|(q, _)| q == *p)).cloned().collect();
+        for path in gone {
+            self.seen.remove(&path);
+            let name = self.active.iter().find(|(_, (_, src))| *src == path).map(|(n, _)| n.clone());
+            if let Some(name) = name {
+                let (plugin, _) = self.active.remove(&name).expect("active plugin");
+                self.stats.removed.fetch_add(1, Ordering::Relaxed);
+                actions.push(DeployAction::Removed(plugin));
+            }
+        }
+        actions
+    }
+
+    fn load_new(&mut self, path: &Path) -> DeployAction {
+        let refuse = |this: &Self, reason: String| {
+            this.stats.refused.fetch_add(1, Ordering::Relaxed);
+            DeployAction::Refused { path: path.to_path_buf(), reason }
+        };
+        self.next_copy += 1;
+        let file_name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let copy = self.copies_dir.join(format!("{}-{}-{}", std::process::id(), self.next_copy, file_name));
+        if let Err(e) = std::fs::copy(path, &copy) {
+            return refuse(self, format!("cannot copy to {}: {e}", copy.display()));
+        }
+        let loaded = match load_plugin(&copy) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy);
+                let reason = e.to_string().replacen(&copy.display().to_string(), "", 1);
+                return refuse(self, reason.trim_start_matches(": ").to_string());
+            }
+        };
+        self.stats.library_copies.fetch_add(1, Ordering::Relaxed);
+        let new = Arc::new(loaded.with_path(path.to_path_buf()));
+        let name = new.descriptor.name.clone();
+        match self.active.get(&name) {
+            None => {
+                self.active.insert(name, (new.clone(), path.to_path_buf()));
+                self.stats.added.fetch_add(1, Ordering::Relaxed);
+                DeployAction::Added(new)
+            }
+            Some((old, _)) => {
+                let ord = compare_versions(&new.descriptor.version, &old.descriptor.version);
+                if ord.is_le() && !self.allow_downgrade {
+                    return refuse(
+                        self,
+                        format!(
+                            "plugin {name} version {} is not newer than the loaded {} (use --allow-downgrade to permit it)",
+                            new.descriptor.version, old.descriptor.version
+                        ),
+                    );
+                }
+                let old = old.clone();
+                self.active.insert(name, (new.clone(), path.to_path_buf()));
+                self.stats.upgraded.fetch_add(1, Ordering::Relaxed);
+                DeployAction::Upgraded { old, new }
+            }
+        }
+    }
+
+    /// Make `plugin` the active version of its name again (after an upgrade whose swaps failed).
+    pub fn revert(&mut self, plugin: Arc<LoadedPlugin>) {
+        let path = plugin.path.clone();
+        self.active.insert(plugin.descriptor.name.clone(), (plugin, path));
+    }
+
+    /// The active plugins.
+    pub fn active(&self) -> Vec<Arc<LoadedPlugin>> {
+        let mut v: Vec<_> = self.active.values().map(|(p, _)| p.clone()).collect();
+        v.sort_by(|a, b| a.descriptor.name.cmp(&b.descriptor.name));
+        v
+    }
+}
+
+/// Log what a deployment action means.
+pub fn log_action(a: &DeployAction) {
+    match a {
+        DeployAction::Added(p) => info!(
+            plugin = %p.descriptor.name, version = %p.descriptor.version, file = %p.path.display(),
+            "deploy: new plugin {} {} (type {}, claims {:?})", p.descriptor.name, p.descriptor.version,
+            p.descriptor.producer_type, p.descriptor.claims
+        ),
+        DeployAction::Upgraded { old, new } => info!(
+            plugin = %new.descriptor.name, version = %new.descriptor.version, file = %new.path.display(),
+            "deploy: plugin {} {} -> {}", new.descriptor.name, old.descriptor.version, new.descriptor.version
+        ),
+        DeployAction::Refused { path, reason } => {
+            error!(file = %path.display(), "deploy refused: {}: {reason}", path.display())
+        }
+        DeployAction::Removed(p) => warn!(
+            plugin = %p.descriptor.name, file = %p.path.display(),
+            "deploy: plugin {} {} removed: no new producers of it start; running ones keep running (its library stays mapped)",
+            p.descriptor.name, p.descriptor.version
+        ),
+    }
+}
+
+/// A running producer as the host manages it.
+pub struct ManagedProducer {
+    /// The running producer.
+    pub handle: crate::runtime::ProducerHandle,
+    /// The plugin serving it (`None`: built-in base).
+    pub plugin: Option<Arc<LoadedPlugin>>,
+}
+
+/// What the factory needs to re-decide assignments.
+pub struct FactoryInputs {
+    /// `--producer-type` overrides.
+    pub overrides: std::collections::BTreeMap<String, String>,
+    /// The topic catalog.
+    pub catalog: Arc<crate::sal::catalog::TopicCatalog>,
+}
+
+/// Carry out one deployment action on the registry and the running producers. Returns false
+/// when a producer could not be moved to the new plugin (it keeps its old one).
+pub async fn apply(
+    action: &DeployAction,
+    managed: &mut [ManagedProducer],
+    registry: &mut crate::plugin::PluginRegistry,
+    inputs: &FactoryInputs,
+    stats: &DeployStats,
+) -> bool {
+    use crate::factory::{assign, ProducerSource};
+    log_action(action);
+    let plugin = match action {
+        DeployAction::Added(p) | DeployAction::Upgraded { new: p, .. } => p.clone(),
+        DeployAction::Removed(p) => {
+            registry.remove(&p.descriptor.name);
+            return true;
+        }
+        DeployAction::Refused { .. } => return true,
+    };
+    let mut all_ok = true;
+    registry.replace(plugin.clone());
+    let name = plugin.descriptor.name.clone();
+    let mut total = Duration::ZERO;
+    let mut swapped = 0usize;
+    for m in managed.iter_mut() {
+        let component = m.handle.component.clone();
+        let known = inputs.catalog.component(&component.name);
+        let a = match assign(&component, &inputs.overrides, registry, known) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("deploy: {e}");
+                continue;
+            }
+        };
+        let ProducerSource::Plugin(target) = &a.source else { continue };
+        if target.descriptor.name != name {
+            continue;
+        }
+        let same_plugin = m.plugin.as_ref().is_some_and(|p| p.descriptor.name == name);
+        let create = crate::app::create_fn(&a.source);
+        let label = a.source.label();
+        match m.handle.replace(create, &a.producer_type, &label, same_plugin, known.is_some()).await {
+            Ok(report) => {
+                stats.swaps_ok.fetch_add(1, Ordering::Relaxed);
+                total += report.duration;
+                swapped += 1;
+                info!(
+                    component = %component.name, index = component.index, plugin = %label,
+                    swap_us = report.duration.as_micros() as u64, snapshot_bytes = report.snapshot_bytes,
+                    "deploy: {component} moved to {label} ({})", a.reason
+                );
+                m.plugin = Some(target.clone());
+            }
+            Err(e) => {
+                all_ok = false;
+                stats.swaps_failed.fetch_add(1, Ordering::Relaxed);
+                error!(
+                    component = %component.name, index = component.index, file = %plugin.path.display(),
+                    "deploy: {component} stays on {}: {e}", m.handle.current.lock().map(|c| c.1.clone()).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if swapped > 0 {
+        info!("deploy: {swapped} producer(s) swapped to {name} {} in {:?} in all", plugin.descriptor.version, total);
+    }
+    all_ok
+}
+
+/// Log what is loaded and who serves what (after start-up and after every deployment).
+pub fn log_report(registry: &crate::plugin::PluginRegistry, managed: &[ManagedProducer], stats: &DeployStats) {
+    let plugins: Vec<String> = registry
+        .plugins()
+        .iter()
+        .map(|p| format!("{} {}", p.descriptor.name, p.descriptor.version))
+        .collect();
+    let serving: Vec<String> = managed
+        .iter()
+        .map(|m| {
+            let (ty, label) = m.handle.current.lock().map(|c| c.clone()).unwrap_or_default();
+            format!("{}={ty} ({label})", m.handle.component)
+        })
+        .collect();
+    info!(
+        library_copies = stats.library_copies.load(Ordering::Relaxed),
+        "plugins loaded: [{}]; library copies mapped: {}; serving: [{}]",
+        plugins.join(", "),
+        stats.library_copies.load(Ordering::Relaxed),
+        serving.join(", ")
+    );
+}

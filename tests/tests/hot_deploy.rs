@@ -1,0 +1,134 @@
+//! Hot deployment on the built host: plugins added, upgraded, refused while it runs, with the
+//! simulator as SAL source and a fake LOVE-manager as the peer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use love_host_tests::FakeManager;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(60);
+
+fn start_host(mgr: &FakeManager, dir: &std::path::Path, extra: &[&str]) -> HostProcess {
+    let url = mgr.url();
+    let mut args = vec!["--plugin-dir", dir.to_str().unwrap(), "--manager-url", url.as_str(), "--admin-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    HostProcess::start_with_env(&args, &[("PROCESS_CONNECTION_PASS", "pw")])
+}
+
+/// ATDome heartbeat events the manager received, as (private_seqNum, deployed marker).
+fn heartbeats(mgr: &FakeManager) -> Vec<(i64, Option<String>)> {
+    mgr.json_frames()
+        .into_iter()
+        .filter(|(_, m)| m["category"] == "event" && m["data"][0]["csc"] == "ATDome")
+        .filter_map(|(_, m)| {
+            let hb = &m["data"][0]["data"]["heartbeat"][0];
+            let seq = hb["private_seqNum"]["value"].as_i64()?;
+            Some((seq, m["deployed"].as_str().map(str::to_string)))
+        })
+        .collect()
+}
+
+async fn wait(mgr: &FakeManager, host: &HostProcess, what: &str, cond: impl Fn(&FakeManager) -> bool) {
+    if !mgr.wait_until(T, |m| cond(m)).await {
+        panic!("timed out waiting for {what}\n--- log ---\n{}", host.stderr().join("\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored_state() {
+    let mgr = FakeManager::start("pw").await;
+    let dir = plugin_dir("upgrade", &[plugin_so("csc")]);
+    let v2 = csc_next_so(None);
+    let mut host = start_host(
+        &mgr,
+        &dir,
+        &["--components", "ATDome", "--asynchronous-data", "evt_heartbeat", "evt_summaryState", "--sim-rate", "10", "--sim-seed", "3"],
+    );
+    wait(&mgr, &host, "20 heartbeats from csc 1.0.0", |m| heartbeats(m).len() >= 20).await;
+    deploy(&dir, &v2, "liblove_plugin_csc_v2.so");
+    host.wait_log(T, "deploy: plugin csc 1.0.0 -> 2.0.0");
+    host.wait_log(T, "ATDome:0 moved to csc 2.0.0");
+    wait(&mgr, &host, "20 heartbeats from csc 2.0.0", |m| {
+        heartbeats(m).iter().filter(|(_, d)| d.as_deref() == Some("2.0.0")).count() >= 20
+    })
+    .await;
+    // The summaryState stored by 1.0.0 (the simulator sends it once, at start) is answered by 2.0.0.
+    mgr.send_initial_state_request("ATDome", 0, "summaryState");
+    wait(&mgr, &host, "the summaryState reply from csc 2.0.0", |m| {
+        m.json_frames().iter().any(|(_, f)| f["deployed"] == "2.0.0" && f["data"][0]["data"].get("summaryState").is_some())
+    })
+    .await;
+    host.signal("TERM");
+    assert!(host.wait_exit(Duration::from_secs(20)).success());
+
+    let hb = heartbeats(&mgr);
+    let seqs: Vec<i64> = hb.iter().map(|(s, _)| *s).collect();
+    let first_v2 = hb.iter().position(|(_, d)| d.is_some()).unwrap();
+    assert!(first_v2 > 0 && hb[first_v2..].iter().all(|(_, d)| d.as_deref() == Some("2.0.0")), "versions interleaved");
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a heartbeat was lost or repeated across the swap: {seqs:?}");
+    }
+    // Metrics saw one upgrade and one successful swap.
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_deploy_never_takes_a_producer_down() {
+    let mgr = FakeManager::start("pw").await;
+    let dir = plugin_dir("baddeploy", &[plugin_so("csc")]);
+    let restore_fails = csc_next_so(Some("restore-fails"));
+    let create_panics = csc_next_so(Some("create-panics"));
+    let skewed = fixture_so("skewed");
+    let host = start_host(&mgr, &dir, &["--components", "ATDome", "--asynchronous-data", "evt_heartbeat", "--sim-rate", "10"]);
+    let admin = admin_addr(&host);
+    wait(&mgr, &host, "heartbeats", |m| heartbeats(m).len() >= 5).await;
+
+    deploy(&dir, &restore_fails, "liblove_plugin_csc_restore_fails.so");
+    assert!(host.wait_log(T, "deploy: ATDome:0 stays on").contains("refused the old one's snapshot"));
+    deploy(&dir, &create_panics, "liblove_plugin_csc_create_panics.so");
+    let line = host.wait_log(T, "creating the new producer failed");
+    assert!(line.contains("panic"), "{line}");
+    deploy(&dir, &skewed, "liblove_fixture_skewed.so");
+    let line = host.wait_log(T, "deploy refused");
+    assert!(line.contains("liblove_fixture_skewed.so") && line.contains("layout of InputMsg differs"), "{line}");
+
+    // Still serving, from the original csc (unmarked messages keep coming).
+    let before = heartbeats(&mgr).len();
+    wait(&mgr, &host, "heartbeats after the bad deploys", |m| heartbeats(m).len() >= before + 10).await;
+    assert!(heartbeats(&mgr).iter().all(|(_, d)| d.is_none()));
+    let (code, metrics) = http_get(&admin, "/metrics");
+    assert_eq!(code, 200);
+    let failed = metrics.lines().find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("swap_failed")).unwrap();
+    assert!(failed.ends_with(" 2"), "{failed}");
+    let refused = metrics.lines().find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("\"refused\"")).unwrap();
+    assert!(refused.ends_with(" 1"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_third_party_plugin_takes_over_a_base_component_and_half_written_files_are_never_loaded() {
+    let mgr = FakeManager::start("pw").await;
+    let dir = plugin_dir("newplugin", &[plugin_so("csc")]);
+    let host = start_host(&mgr, &dir, &["--components", "ATDome", "FixtureV1"]);
+    host.wait_log(T, "FixtureV1:0 served by base");
+
+    // A file written in place, in two halves: the first half is never loaded as a plugin.
+    let v1 = std::fs::read(fixture_so("v1")).unwrap();
+    let target = dir.join("liblove_fixture_v1.so");
+    std::fs::write(&target, &v1[..v1.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!host.stderr().iter().any(|l| l.contains("moved to fixture-v1")), "half a file was loaded");
+    // A temporary name is never looked at.
+    std::fs::write(dir.join(".incoming.so.part"), &v1).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!host.stderr().iter().any(|l| l.contains(".incoming")));
+    // Completed: it loads and FixtureV1 moves from base to it.
+    std::fs::write(&target, &v1).unwrap();
+    host.wait_log(T, "FixtureV1:0 moved to fixture-v1 1.0.0");
+    wait(&mgr, &host, "fixture-v1's subscription", |m| {
+        m.json_frames().iter().any(|(_, f): &(u64, Value)| f["option"] == "subscribe" && f["csc"] == "FixtureV1")
+    })
+    .await;
+}
