@@ -122,7 +122,7 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             cat
         }
         None => {
-            let cat = TopicCatalog::new();
+            let cat = TopicCatalog::builtin();
             info!("topic catalog: built-in ({} components: {}); use --xml-dir for any CSC", cat.len(), cat.names().join(", "));
             cat
         }
@@ -513,9 +513,16 @@ fn open_source(
         None if std::env::var_os("LSST_KAFKA_BROKER_ADDR").is_some() => SalArg::Kafka,
         None => SalArg::Sim,
     };
-    let _ = (&catalog, &shutdown);
     match kind {
         SalArg::Kafka => bail!("--sal kafka is not available in this build yet; use the simulator (--sal sim) or --replay FILE"),
-        SalArg::Sim | SalArg::Replay => bail!("SAL sources are being wired up"),
+        SalArg::Replay => bail!("--replay is not available in this build yet"),
+        SalArg::Sim => {
+            if !(args.sim_rate.is_finite() && args.sim_rate > 0.0) {
+                bail!("--sim-rate must be a positive number, got {}", args.sim_rate);
+            }
+            let sim = crate::sal::sim::SimSource::new(catalog, args.sim_seed, args.sim_rate, shutdown);
+            info!(seed = sim.seed(), "simulator seed {} (repeat a run with --sim-seed {})", sim.seed(), sim.seed());
+            Ok(Arc::new(sim))
+        }
     }
 }

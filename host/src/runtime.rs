@@ -30,6 +30,12 @@ pub trait Outbox: Send + Sync + 'static {
     fn events(&self) -> broadcast::Receiver<LinkEvent>;
     /// Whether the link is up now.
     fn is_connected(&self) -> bool;
+    /// How many connections the link has made so far (the current one included): lets a
+    /// producer that started while the link was already up tell whether a `Connected` event
+    /// it receives is about a connection it has already sent initial data for.
+    fn connection_count(&self) -> u64 {
+        0
+    }
 }
 
 /// Builds a producer from its configuration JSON.
@@ -246,6 +252,7 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
         consecutive_panics: 0,
         last_panic: None,
         subscribe_own: spec.subscribe_own,
+        initialized_for: 0,
     };
     let component = spec.component.clone();
     let task = tokio::spawn(async move {
@@ -280,6 +287,8 @@ struct ProducerTask {
     consecutive_panics: u32,
     last_panic: Option<Instant>,
     subscribe_own: bool,
+    /// The link connection the producer last sent initial data for.
+    initialized_for: u64,
 }
 
 fn simple(kind: InputKind) -> InputMsg {
@@ -313,8 +322,12 @@ impl ProducerTask {
                 }
                 ev = events.recv() => match ev {
                     Ok(LinkEvent::Connected) => {
-                        self.deliver(&simple(InputKind::CONNECTED)).await;
-                        self.deliver(&simple(InputKind::REGISTER)).await;
+                        let conn = self.ctx.outbox.connection_count();
+                        if conn == 0 || conn != self.initialized_for {
+                            self.initialized_for = conn;
+                            self.deliver(&simple(InputKind::CONNECTED)).await;
+                            self.deliver(&simple(InputKind::REGISTER)).await;
+                        }
                     }
                     Ok(LinkEvent::Resubscribe) => self.deliver(&simple(InputKind::REGISTER)).await,
                     Ok(LinkEvent::Disconnected) => self.deliver(&simple(InputKind::DISCONNECTED)).await,
@@ -345,6 +358,7 @@ impl ProducerTask {
     async fn start(&mut self) {
         self.deliver(&simple(InputKind::START)).await;
         if self.ctx.outbox.is_connected() {
+            self.initialized_for = self.ctx.outbox.connection_count();
             self.deliver(&simple(InputKind::CONNECTED)).await;
             self.deliver(&simple(InputKind::REGISTER)).await;
         }

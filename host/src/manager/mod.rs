@@ -310,6 +310,10 @@ impl crate::runtime::Outbox for ManagerHandle {
     fn is_connected(&self) -> bool {
         ManagerHandle::is_connected(self)
     }
+
+    fn connection_count(&self) -> u64 {
+        self.shared.counters.connections.load(Ordering::SeqCst)
+    }
 }
 
 /// Start the link (or the stdout sink) chosen by `config.sink`. Must be called inside a tokio
