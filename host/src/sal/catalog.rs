@@ -162,7 +162,7 @@ impl TopicCatalog {
                     Some(c) if c == "mandatory" => true,
                     Some(c) => sub.added_generics.iter().any(|a| a == c),
                     None => false,
-                } || sub.added_generics.iter().any(|a| *a == g.full_name);
+                } || sub.added_generics.contains(&g.full_name);
                 let exists = match g.kind {
                     Kind::Command => comp.command(&g.topic.name).is_some(),
                     Kind::Event => comp.event(&g.topic.name).is_some(),

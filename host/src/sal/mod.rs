@@ -7,6 +7,7 @@
 mod builtin;
 pub mod bus;
 pub mod catalog;
+pub mod replay;
 pub mod sim;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +96,28 @@ pub trait SalSource: Send + Sync + 'static {
     /// Whether the source is connected and delivering (for readiness).
     fn is_ready(&self) -> bool {
         true
+    }
+}
+
+/// A shared source is a source (so wrappers like `RecordingSource<Arc<dyn SalSource>>` work).
+impl<T: SalSource + ?Sized> SalSource for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
+        (**self).subscribe(component, index, tx)
+    }
+
+    fn command(
+        &self,
+        cmd: SalCommand,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>> {
+        (**self).command(cmd)
+    }
+
+    fn is_ready(&self) -> bool {
+        (**self).is_ready()
     }
 }
 

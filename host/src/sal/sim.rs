@@ -80,7 +80,7 @@ impl HeartbeatStop {
             Some((c, i)) => (c, i.trim().parse::<i64>().map_err(|_| bad("index"))?),
             None => (name, 0),
         };
-        if component.trim().is_empty() || !(after >= 0.0) {
+        if component.trim().is_empty() || after.is_nan() || after < 0.0 {
             return Err(bad("name"));
         }
         Ok(HeartbeatStop { component: component.trim().to_string(), index, after })
@@ -1068,18 +1068,17 @@ impl QueueSim {
             }
         }
         // Start the next configured script.
-        if self.current.is_none() && self.running && self.enabled {
-            if self.waiting.front().map(|s| s.process_state == process::CONFIGURED).unwrap_or(false) {
-                let mut sc = self.waiting.pop_front().expect("front");
-                sc.process_state = process::RUNNING;
-                sc.script_state = script_state::RUNNING;
-                sc.ts_run_start = unix_now();
-                Self::script_state(ctx, &sc, "");
-                Self::log(ctx, sc.index, 20, &format!("{}: running", sc.path));
-                Self::publish_script(ctx, &sc);
-                self.current = Some(sc);
-                self.publish_queue(ctx);
-            }
+        let next_ready = self.waiting.front().map(|s| s.process_state == process::CONFIGURED).unwrap_or(false);
+        if self.current.is_none() && self.running && self.enabled && next_ready {
+            let mut sc = self.waiting.pop_front().expect("front");
+            sc.process_state = process::RUNNING;
+            sc.script_state = script_state::RUNNING;
+            sc.ts_run_start = unix_now();
+            Self::script_state(ctx, &sc, "");
+            Self::log(ctx, sc.index, 20, &format!("{}: running", sc.path));
+            Self::publish_script(ctx, &sc);
+            self.current = Some(sc);
+            self.publish_queue(ctx);
         }
         self.configure_one(ctx);
         if self.waiting.len() < 3 && ctx.rng.gen_bool(0.25) {
@@ -1089,7 +1088,7 @@ impl QueueSim {
 
     /// Called once per (real) second: script heartbeats every 5 s for live scripts.
     fn heartbeat(&mut self, ctx: &mut Ctx, beat: u64) {
-        if beat % SCRIPT_HEARTBEAT_INTERVAL != 0 {
+        if !beat.is_multiple_of(SCRIPT_HEARTBEAT_INTERVAL) {
             return;
         }
         let live: Vec<i64> = self.current.iter().map(|s| s.index).chain(self.waiting.iter().map(|s| s.index)).collect();
