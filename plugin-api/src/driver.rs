@@ -120,3 +120,228 @@ impl TestDriver {
         })
     }
 }
+
+/// Helpers for conformance tests against the reference's golden vectors
+/// (`shared/spec/golden/*.jsonl`, see its README): turning a record's `sal_samples` into
+/// [`Sample`]s typed by the topic catalog, its `outputs` into parsed JSON with the
+/// `"<producer_snd>"` placeholder replaced, and a strict comparison that keeps int vs float
+/// distinct and checks key order.
+pub mod golden {
+    use serde_json::Value as J;
+
+    use crate::abi::{Field, PrivateStamps, Sample, TopicKind, Value};
+    use crate::catalog::{ComponentCatalog, FieldInfo, ScalarKind};
+
+    /// The reference harness's frozen clock.
+    pub const CLOCK: f64 = 1_700_000_000.5;
+
+    /// Read a golden JSON-lines file.
+    pub fn load(path: &std::path::Path) -> Vec<J> {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+            .collect()
+    }
+
+    /// The records of one case, in step order.
+    pub fn case<'a>(records: &'a [J], name: &str) -> Vec<&'a J> {
+        let mut steps: Vec<&J> = records.iter().filter(|r| r["case"] == name).collect();
+        steps.sort_by_key(|r| r["step"].as_u64());
+        steps
+    }
+
+    /// The clock of a step: `input.clock` when given, else [`CLOCK`].
+    pub fn clock(step: &J) -> f64 {
+        step["input"]["clock"].as_f64().unwrap_or(CLOCK)
+    }
+
+    /// The step's expected outputs, parsed (NaN tokens as strings, as
+    /// [`crate::json::parse_lenient`]), with a top-level `"producer_snd": "<producer_snd>"`
+    /// replaced by `snd`.
+    pub fn outputs(step: &J, snd: f64) -> Vec<J> {
+        step["outputs"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(|o| {
+                let mut v = crate::json::parse_lenient(o.as_str().expect("output text")).expect("output JSON");
+                if let Some(m) = v.as_object_mut() {
+                    if m.get("producer_snd").and_then(J::as_str) == Some("<producer_snd>") {
+                        m.insert("producer_snd".into(), J::from(snd));
+                    }
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Parse sent texts (NaN tokens as strings).
+    pub fn parse_all(texts: &[String]) -> Vec<J> {
+        texts.iter().map(|t| crate::json::parse_lenient(t).expect("sent JSON")).collect()
+    }
+
+    /// Compare two JSON values strictly: same types (an integer never equals a float), same
+    /// object keys in the same order, same values. Panics with the path of the first difference.
+    pub fn assert_same(got: &J, want: &J, context: &str) {
+        if let Err(e) = same(got, want, "$") {
+            panic!("{context}: {e}\n  got:  {got}\n  want: {want}");
+        }
+    }
+
+    /// Like [`assert_same`] on two lists of messages.
+    pub fn assert_all_same(got: &[J], want: &[J], context: &str) {
+        if got.len() != want.len() {
+            panic!(
+                "{context}: {} messages, expected {}\n  got:  {}\n  want: {}",
+                got.len(),
+                want.len(),
+                J::from(got.to_vec()),
+                J::from(want.to_vec())
+            );
+        }
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_same(g, w, &format!("{context}, message {i}"));
+        }
+    }
+
+    fn same(a: &J, b: &J, path: &str) -> Result<(), String> {
+        match (a, b) {
+            (J::Number(x), J::Number(y)) => {
+                let ok = if x.is_f64() || y.is_f64() {
+                    x.is_f64() && y.is_f64() && x.as_f64() == y.as_f64()
+                } else {
+                    x.as_i64() == y.as_i64() && x.as_u64() == y.as_u64()
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("{path}: {x} vs {y}"))
+                }
+            }
+            (J::Array(x), J::Array(y)) => {
+                if x.len() != y.len() {
+                    return Err(format!("{path}: array length {} vs {}", x.len(), y.len()));
+                }
+                for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                    same(p, q, &format!("{path}[{i}]"))?;
+                }
+                Ok(())
+            }
+            (J::Object(x), J::Object(y)) => {
+                let kx: Vec<&String> = x.keys().collect();
+                let ky: Vec<&String> = y.keys().collect();
+                if kx != ky {
+                    return Err(format!("{path}: keys {kx:?} vs {ky:?}"));
+                }
+                for (k, v) in x {
+                    same(v, &y[k], &format!("{path}.{k}"))?;
+                }
+                Ok(())
+            }
+            _ if a == b => Ok(()),
+            _ => Err(format!("{path}: {a} vs {b}")),
+        }
+    }
+
+    fn float_of(v: &J) -> f64 {
+        match v {
+            J::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+            J::Object(m) => match m.get("$float").and_then(J::as_str) {
+                Some("Infinity") => f64::INFINITY,
+                Some("-Infinity") => f64::NEG_INFINITY,
+                _ => f64::NAN,
+            },
+            J::Bool(b) => *b as i64 as f64,
+            _ => f64::NAN,
+        }
+    }
+
+    fn int_of(v: &J) -> i64 {
+        match v {
+            J::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0),
+            J::Bool(b) => *b as i64,
+            _ => 0,
+        }
+    }
+
+    /// A golden JSON value typed by its declared field (or by its own JSON type when the
+    /// catalog does not know the field).
+    pub fn value_of(v: &J, info: Option<&FieldInfo>) -> Value {
+        let kind = info.map(|f| f.scalar_kind());
+        match (v, kind) {
+            (J::Array(items), Some(ScalarKind::Bool)) => Value::BoolArray(items.iter().map(|x| int_of(x) != 0).collect()),
+            (J::Array(items), Some(ScalarKind::Int)) => Value::IntArray(items.iter().map(int_of).collect()),
+            (J::Array(items), Some(ScalarKind::Float)) => Value::FloatArray(items.iter().map(float_of).collect()),
+            (J::Array(items), _) => {
+                if items.iter().all(|x| x.is_boolean()) {
+                    Value::BoolArray(items.iter().map(|x| x.as_bool().unwrap_or(false)).collect())
+                } else if items.iter().all(|x| x.is_i64()) {
+                    Value::IntArray(items.iter().map(int_of).collect())
+                } else {
+                    Value::FloatArray(items.iter().map(float_of).collect())
+                }
+            }
+            (_, Some(ScalarKind::Bool)) => Value::Bool(v.as_bool().unwrap_or(int_of(v) != 0)),
+            (_, Some(ScalarKind::Int)) => Value::Int(int_of(v)),
+            (_, Some(ScalarKind::Float)) => Value::Float(float_of(v)),
+            (J::String(s), _) => Value::Str(s.as_str().into()),
+            (J::Bool(b), _) => Value::Bool(*b),
+            (J::Number(n), _) if n.is_i64() || n.is_u64() => Value::Int(int_of(v)),
+            (J::Number(_), _) | (J::Object(_), _) => Value::Float(float_of(v)),
+            (other, _) => Value::Json(other.to_string().into()),
+        }
+    }
+
+    /// Build a [`Sample`] from one entry of a record's `sal_samples`
+    /// (`{component, remote_index, topic: "evt_x", fields: {...}}`), typing values by the
+    /// component's catalog. The sample's `salIndex` is the `salIndex` field when present, else
+    /// the remote index.
+    pub fn sample(entry: &J, catalog: Option<&ComponentCatalog>) -> Sample {
+        let component = entry["component"].as_str().expect("component");
+        let full = entry["topic"].as_str().expect("topic");
+        let (kind, name) = if let Some(n) = full.strip_prefix("evt_") {
+            (TopicKind::EVENT, n)
+        } else if let Some(n) = full.strip_prefix("tel_") {
+            (TopicKind::TELEMETRY, n)
+        } else {
+            (TopicKind::NONE, full)
+        };
+        let topic = catalog.and_then(|c| match kind {
+            TopicKind::EVENT => c.event(name),
+            TopicKind::TELEMETRY => c.telemetry_topic(name),
+            _ => c.event(name).or_else(|| c.telemetry_topic(name)),
+        });
+        let f = entry["fields"].as_object().expect("fields");
+        let s = |k: &str| f.get(k).and_then(J::as_str).unwrap_or("").into();
+        let stamps = PrivateStamps {
+            snd_stamp: f.get("private_sndStamp").map(float_of).unwrap_or(0.0),
+            rcv_stamp: f.get("private_rcvStamp").map(float_of).unwrap_or(0.0),
+            efd_stamp: f.get("private_efdStamp").map(float_of).unwrap_or(0.0),
+            kafka_stamp: f.get("private_kafkaStamp").map(float_of).unwrap_or(0.0),
+            seq_num: f.get("private_seqNum").map(int_of).unwrap_or(0),
+            rev_code: s("private_revCode"),
+            identity: s("private_identity"),
+            origin: f.get("private_origin").map(int_of).unwrap_or(0),
+        };
+        let fields: Vec<Field> = f
+            .iter()
+            .filter(|(k, _)| !k.starts_with("private_") && k.as_str() != "salIndex")
+            .map(|(k, v)| {
+                let info = topic.and_then(|t| t.fields.iter().find(|fi| fi.name == *k));
+                Field::new(k, value_of(v, info))
+            })
+            .collect();
+        Sample {
+            component: component.into(),
+            sal_index: f.get("salIndex").map(int_of).unwrap_or_else(|| int_of(&entry["remote_index"])),
+            topic: name.into(),
+            kind,
+            stamps,
+            fields: fields.into(),
+            received: 0.0,
+            seq: 0,
+        }
+    }
+}
