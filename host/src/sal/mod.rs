@@ -9,6 +9,7 @@ pub mod bus;
 pub mod catalog;
 pub mod replay;
 pub mod sim;
+pub mod kafka;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

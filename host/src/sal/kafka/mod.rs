@@ -1,0 +1,971 @@
+//! The `kafka` SAL source: today's SAL transport (ts_salobj 7 and later), read and command.
+//!
+//! # Wire format (as salobj writes it)
+//! - One topic per SAL topic, one partition: `lsst.<LSST_TOPIC_SUBNAME>.<Component>.<sal_name>`
+//!   with sal_name `logevent_<name>`, `command_<name>`, the telemetry name, or `ackcmd`.
+//! - Values in Confluent wire format (byte 0, a 4-byte big-endian schema id, Avro binary); the
+//!   writer schema comes from the schema registry (`GET /schemas/ids/{id}`, cached, see
+//!   [`registry`]). Record fields: `salIndex` (indexed components), the eight private fields,
+//!   then the topic's fields in ts_xml order ([`avro`]).
+//! - Keys: `""` for telemetry, `{"name": ..., "index": ..., "topic": ...}` otherwise
+//!   ([`writer::record_key`]).
+//!
+//! # Reading
+//! Partitions are assigned directly (no consumer group: nothing to join, nothing to commit).
+//! When a component is first subscribed, the broker's topic list is read and one reader task
+//! starts per existing `lsst.<sub>.<Component>.*` topic (commands and `ackcmd` excepted); the
+//! list is read again every [`KafkaConfig::topic_refresh`], so topics created later are picked
+//! up.
+//! - Events are decoded as they arrive. At start each event reader does salobj's late-joiner
+//!   read: from (high watermark - 1), or for indexed components from (high watermark -
+//!   `LSST_MAX_HISTORY_READ`) to keep the newest sample of each salIndex (only those are
+//!   decoded). The latest event of each (topic, salIndex) is kept, so a later subscriber gets
+//!   the current state first.
+//! - **Telemetry is decoded lazily, at a bounded cadence.** A reader keeps only the raw bytes
+//!   of the latest message of each (topic, salIndex) (a hash-map insert, no decoding); every
+//!   [`KafkaConfig::telemetry_interval`] (default 1 s, `LOVE_KAFKA_TELEMETRY_INTERVAL_MS`) the
+//!   latest pending message of each is decoded once and delivered. Producers send telemetry to
+//!   the manager every 2 s, so this loses nothing they would send, and a 50 Hz topic costs at
+//!   most one decode per interval instead of 50 per second. A subscriber therefore sees at most
+//!   one telemetry sample per topic and salIndex per interval: the newest.
+//! - Out-of-order samples (a `private_sndStamp` older than the last delivered one of the same
+//!   topic and salIndex) are dropped, as salobj does.
+//! - Index 0 on an indexed component means every index.
+//! - Bad data is never fatal: an unknown schema id, a value that does not decode, a value that
+//!   is not Confluent wire format are logged (with topic and offset, rate-limited per topic) and
+//!   skipped; a topic that does not exist yet is picked up when it appears.
+//!
+//! # Commands
+//! [`SalSource::command`] writes `..command_<name>` as a salobj remote does (its own
+//! `private_seqNum` range per command topic, `private_identity`, `private_origin`), then reads
+//! the component's `..ackcmd` (started at its high watermark before the command is written) and
+//! matches acks on (`private_seqNum`, `identity`, `origin`). 301 INPROGRESS extends the wait by
+//! the ack's `timeout`; the final ack (303 COMPLETE or a negative code) is returned, or -304
+//! TIMEOUT when the wait ends.
+//!
+//! # Client
+//! rskafka (pure Rust, tokio-native, partition clients without consumer groups; SASL PLAIN /
+//! SCRAM-SHA-256 / SCRAM-SHA-512 and TLS through rustls). Reconnects and leader changes are the
+//! client's job.
+
+pub mod avro;
+pub mod config;
+pub mod registry;
+pub mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use love_plugin_api::abi::{Field, InputKind, InputMsg, Sample, TopicKind, Value};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+pub use config::{KafkaConfig, SaslSettings};
+pub use registry::RegistryClient;
+pub use rskafka::client::Client as KafkaClient;
+pub use writer::{current_tai, record_key, sal_name, SalWriter, WriteOptions, Written};
+
+use self::avro::{split_confluent, DecodePlan, Decoded};
+use super::catalog::TopicCatalog;
+use super::{ack, CommandAck, SalCommand, SalError, SalSource, SampleTx};
+use crate::shutdown::Shutdown;
+
+/// Errors of the Kafka source.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KafkaError {
+    /// Bad or missing configuration.
+    #[error("kafka configuration: {0}")]
+    Config(String),
+    /// The broker or the client.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The schema registry answered, but not with what was needed.
+    #[error("schema registry: {0}")]
+    Registry(String),
+    /// The schema registry could not be reached.
+    #[error("schema registry unreachable: {0}")]
+    RegistryUnavailable(String),
+    /// A value could not be encoded.
+    #[error("encode: {0}")]
+    Encode(String),
+    /// TLS setup.
+    #[error("kafka TLS: {0}")]
+    Tls(String),
+}
+
+fn tls_config(config: &KafkaConfig) -> Result<rustls::ClientConfig, KafkaError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = &config.ssl_ca_location {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| KafkaError::Tls(format!("cannot read CA certificates from {path}: {e}")))?;
+        for cert in certs {
+            roots.add(cert).map_err(|e| KafkaError::Tls(format!("invalid certificate in {path}: {e}")))?;
+        }
+    } else {
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    }
+    if roots.is_empty() {
+        return Err(KafkaError::Tls("no CA certificate (system roots empty and no ssl.ca.location)".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| KafkaError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Connect a Kafka client as `config` says (brokers, TLS, SASL).
+pub async fn connect(config: &KafkaConfig) -> Result<Client, KafkaError> {
+    if config.brokers.is_empty() {
+        return Err(KafkaError::Config("no broker address (LSST_KAFKA_BROKER_ADDR)".into()));
+    }
+    let mut builder = ClientBuilder::new(config.brokers.clone())
+        .client_id(config.client_id.clone())
+        .max_message_size(config.max_message_size)
+        .backoff_config(rskafka::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+            deadline: Some(Duration::from_secs(30)),
+        });
+    if config.security_protocol.ends_with("SSL") {
+        builder = builder.tls_config(Arc::new(tls_config(config)?));
+    }
+    if config.security_protocol.starts_with("SASL") {
+        let s = config.sasl.as_ref().ok_or_else(|| KafkaError::Config("SASL protocol without credentials".into()))?;
+        let creds = Credentials::new(s.username.clone(), s.password.clone());
+        builder = builder.sasl_config(match s.mechanism.to_ascii_uppercase().as_str() {
+            "PLAIN" => SaslConfig::Plain(creds),
+            "SCRAM-SHA-256" => SaslConfig::ScramSha256(creds),
+            _ => SaslConfig::ScramSha512(creds),
+        });
+    }
+    builder.build().await.map_err(|e| KafkaError::Kafka(format!("connect to {}: {e}", config.brokers.join(","))))
+}
+
+/// Counters, for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KafkaStats {
+    /// Event samples decoded.
+    pub events_decoded: u64,
+    /// Telemetry messages received (raw, not decoded).
+    pub telemetry_received: u64,
+    /// Telemetry samples decoded (at most one per topic, salIndex and interval).
+    pub telemetry_decoded: u64,
+    /// Samples delivered to at least one subscriber queue.
+    pub delivered: u64,
+    /// Samples dropped as out of order.
+    pub out_of_order: u64,
+    /// Records skipped (bad header, unknown schema, undecodable).
+    pub skipped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    events_decoded: AtomicU64,
+    telemetry_received: AtomicU64,
+    telemetry_decoded: AtomicU64,
+    delivered: AtomicU64,
+    out_of_order: AtomicU64,
+    skipped: AtomicU64,
+}
+
+struct Sub {
+    index: i64,
+    queue: mpsc::UnboundedSender<Arc<InputMsg>>,
+}
+
+/// The latest raw telemetry message of one (topic, salIndex), not decoded yet.
+struct Pending {
+    plan: Arc<DecodePlan>,
+    value: Vec<u8>,
+    offset: i64,
+    received: f64,
+    rcv_tai: f64,
+}
+
+#[derive(Default)]
+struct CompState {
+    subs: Vec<Sub>,
+    latest_events: HashMap<(String, i64), Arc<InputMsg>>,
+    last_snd: HashMap<(String, i64), f64>,
+    telemetry: HashMap<(String, i64), Pending>,
+}
+
+struct AckMsg {
+    code: i64,
+    result: String,
+    timeout: f64,
+}
+
+type AckKey = (i64, String, i64);
+
+#[derive(Default)]
+struct AckWaiters {
+    map: Mutex<HashMap<AckKey, mpsc::UnboundedSender<AckMsg>>>,
+}
+
+struct Comp {
+    name: String,
+    /// Whether the late-joiner read must go back further than one record.
+    history_indexed: bool,
+    subscribed: AtomicBool,
+    state: Mutex<CompState>,
+    started: Mutex<HashSet<String>>,
+    acks: tokio::sync::OnceCell<Arc<AckWaiters>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Inner {
+    config: KafkaConfig,
+    client: Arc<Client>,
+    registry: Arc<RegistryClient>,
+    catalog: Arc<TopicCatalog>,
+    shutdown: Shutdown,
+    runtime: tokio::runtime::Handle,
+    comps: Mutex<HashMap<String, Arc<Comp>>>,
+    discover: Notify,
+    ready: AtomicBool,
+    seq: AtomicU64,
+    counters: Counters,
+    writer: SalWriter,
+    cmd_seq: Mutex<HashMap<String, i64>>,
+}
+
+/// The Kafka SAL source.
+pub struct KafkaSource {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("brokers", &self.inner.config.brokers).finish()
+    }
+}
+
+impl KafkaSource {
+    /// Connect to the broker and start the background tasks (topic discovery, telemetry
+    /// delivery). Must be called inside a tokio runtime. Fails only on configuration or when
+    /// the broker cannot be reached at all; the registry is contacted lazily.
+    pub async fn start(config: KafkaConfig, catalog: Arc<TopicCatalog>, shutdown: Shutdown) -> Result<Arc<KafkaSource>, KafkaError> {
+        let client = Arc::new(connect(&config).await?);
+        let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+        let writer = SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone());
+        info!(brokers = %config.brokers.join(","), registry = %config.schema_registry_url, subname = %config.topic_subname, "kafka SAL source connected");
+        let inner = Arc::new(Inner {
+            config,
+            client,
+            registry,
+            catalog,
+            shutdown,
+            runtime: tokio::runtime::Handle::current(),
+            comps: Mutex::new(HashMap::new()),
+            discover: Notify::new(),
+            ready: AtomicBool::new(true),
+            seq: AtomicU64::new(1),
+            counters: Counters::default(),
+            writer,
+            cmd_seq: Mutex::new(HashMap::new()),
+        });
+        inner.runtime.spawn(discovery_loop(inner.clone()));
+        inner.runtime.spawn(telemetry_loop(inner.clone()));
+        Ok(Arc::new(KafkaSource { inner }))
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> KafkaStats {
+        let c = &self.inner.counters;
+        KafkaStats {
+            events_decoded: c.events_decoded.load(Ordering::Relaxed),
+            telemetry_received: c.telemetry_received.load(Ordering::Relaxed),
+            telemetry_decoded: c.telemetry_decoded.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            out_of_order: c.out_of_order.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The topics (full names) being read for `component`.
+    pub fn reading(&self, component: &str) -> Vec<String> {
+        let comp = lock(&self.inner.comps).get(component).cloned();
+        let mut v: Vec<String> = comp.map(|c| lock(&c.started).iter().map(|s| self.inner.config.topic_name(component, s)).collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The registry client (shared cache).
+    pub fn registry(&self) -> &Arc<RegistryClient> {
+        &self.inner.registry
+    }
+}
+
+impl Inner {
+    fn comp(&self, name: &str) -> Arc<Comp> {
+        lock(&self.comps)
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Comp {
+                    name: name.to_string(),
+                    history_indexed: self.catalog.component(name).map(|c| c.indexed).unwrap_or(true),
+                    subscribed: AtomicBool::new(false),
+                    state: Mutex::new(CompState::default()),
+                    started: Mutex::new(HashSet::new()),
+                    acks: tokio::sync::OnceCell::new(),
+                })
+            })
+            .clone()
+    }
+
+    fn make_msg(&self, comp: &str, topic: &str, kind: TopicKind, d: Decoded, received: f64, rcv_tai: f64) -> Arc<InputMsg> {
+        let mut stamps = d.stamps;
+        stamps.rcv_stamp = rcv_tai;
+        Arc::new(InputMsg {
+            kind: InputKind::SAMPLE,
+            sample: Sample {
+                component: comp.into(),
+                sal_index: d.sal_index,
+                topic: topic.into(),
+                kind,
+                stamps,
+                fields: d.fields,
+                received,
+                seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            },
+            ..Default::default()
+        })
+    }
+
+    /// Order check, event cache and routing of one decoded sample.
+    fn accept(&self, comp: &Comp, topic: &str, kind: TopicKind, d: Decoded, received: f64, rcv_tai: f64) {
+        let key = (topic.to_string(), d.sal_index);
+        let snd = d.stamps.snd_stamp;
+        let mut st = lock(&comp.state);
+        if let Some(last) = st.last_snd.get(&key) {
+            if snd < *last {
+                self.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
+                debug!(component = %comp.name, topic, sal_index = d.sal_index, snd, last, "kafka: out-of-order sample dropped");
+                return;
+            }
+        }
+        st.last_snd.insert(key.clone(), snd);
+        let msg = self.make_msg(&comp.name, topic, kind, d, received, rcv_tai);
+        if kind == TopicKind::EVENT {
+            st.latest_events.insert(key, msg.clone());
+        }
+        let idx = msg.sample.sal_index;
+        let mut any = false;
+        st.subs.retain(|s| {
+            if s.index != 0 && s.index != idx {
+                return !s.queue.is_closed();
+            }
+            let ok = s.queue.send(msg.clone()).is_ok();
+            any |= ok;
+            ok
+        });
+        if any {
+            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn next_cmd_seq(&self, topic: &str) -> i64 {
+        let mut m = lock(&self.cmd_seq);
+        let v = m.entry(topic.to_string()).or_insert_with(|| {
+            use rand::Rng;
+            rand::thread_rng().gen_range(1..i32::MAX as i64 / 2)
+        });
+        let seq = *v;
+        *v = if seq >= i32::MAX as i64 { 1 } else { seq + 1 };
+        seq
+    }
+}
+
+/// A rate-limited warning per reader.
+struct Warner {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Warner {
+    fn new() -> Self {
+        Warner { last: None, suppressed: 0 }
+    }
+
+    fn warn(&mut self, topic: &str, offset: i64, what: &str) {
+        if self.last.map(|t| t.elapsed() < Duration::from_secs(10)).unwrap_or(false) {
+            self.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        self.last = Some(Instant::now());
+        warn!(topic, offset, suppressed, "kafka: record skipped: {what}");
+    }
+}
+
+fn unix_now() -> f64 {
+    writer::utc_now()
+}
+
+/// Split a `lsst.<sub>.<Component>.<sal_name>` topic name.
+fn parse_topic<'a>(prefix: &str, name: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = name.strip_prefix(prefix)?;
+    let (comp, sal) = rest.split_once('.')?;
+    (!comp.is_empty() && !sal.is_empty()).then_some((comp, sal))
+}
+
+/// The kind and short name of a topic a reader serves (None: not read as samples).
+fn classify(sal: &str) -> Option<(TopicKind, &str)> {
+    if sal == "ackcmd" || sal.starts_with("command_") {
+        None
+    } else if let Some(ev) = sal.strip_prefix("logevent_") {
+        Some((TopicKind::EVENT, ev))
+    } else {
+        Some((TopicKind::TELEMETRY, sal))
+    }
+}
+
+async fn discovery_loop(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.clone();
+    let prefix = format!("lsst.{}.", inner.config.topic_subname);
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(inner.config.topic_refresh) => {}
+            _ = inner.discover.notified() => {}
+        }
+        let wanted: Vec<Arc<Comp>> = lock(&inner.comps).values().filter(|c| c.subscribed.load(Ordering::Relaxed)).cloned().collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let topics = match inner.client.list_topics().await {
+            Ok(t) => {
+                if failed {
+                    info!("kafka: broker reachable again");
+                }
+                failed = false;
+                inner.ready.store(true, Ordering::Relaxed);
+                t
+            }
+            Err(e) => {
+                if !failed {
+                    warn!("kafka: cannot list topics: {e}");
+                }
+                failed = true;
+                inner.ready.store(false, Ordering::Relaxed);
+                continue;
+            }
+        };
+        for t in topics {
+            let Some((cname, sal)) = parse_topic(&prefix, &t.name) else { continue };
+            let Some(comp) = wanted.iter().find(|c| c.name == cname) else { continue };
+            let Some((kind, _)) = classify(sal) else { continue };
+            if lock(&comp.started).insert(sal.to_string()) {
+                debug!(topic = %t.name, "kafka: reading");
+                inner.runtime.spawn(reader(inner.clone(), comp.clone(), sal.to_string(), kind));
+            }
+        }
+    }
+}
+
+/// A partition client for an existing topic, retrying until it can be had or the host stops.
+async fn partition(inner: &Inner, full: &str, retry: Duration) -> Option<PartitionClient> {
+    let mut shutdown = inner.shutdown.clone();
+    let mut logged = false;
+    loop {
+        match inner.client.partition_client(full.to_string(), 0, UnknownTopicHandling::Error).await {
+            Ok(pc) => return Some(pc),
+            Err(e) => {
+                if !logged {
+                    debug!(topic = full, "kafka: topic not readable yet ({e}); retrying");
+                    logged = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return None,
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+}
+
+async fn offsets(pc: &PartitionClient) -> Result<(i64, i64), rskafka::client::error::Error> {
+    let low = pc.get_offset(OffsetAt::Earliest).await?;
+    let high = pc.get_offset(OffsetAt::Latest).await?;
+    Ok((low, high))
+}
+
+/// One raw record waiting for the end of the late-joiner read.
+struct HistoryEntry {
+    offset: i64,
+    plan: Arc<DecodePlan>,
+    value: Vec<u8>,
+}
+
+async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind) {
+    let full = inner.config.topic_name(&comp.name, &sal);
+    let topic = classify(&sal).map(|(_, t)| t.to_string()).unwrap_or_else(|| sal.clone());
+    let Some(pc) = partition(&inner, &full, inner.config.topic_refresh).await else { return };
+    let mut shutdown = inner.shutdown.clone();
+    let mut warner = Warner::new();
+    // Start offsets: the late-joiner read for events, the high watermark for telemetry.
+    let (low, high) = loop {
+        match offsets(&pc).await {
+            Ok(o) => break o,
+            Err(e) => {
+                debug!(topic = %full, "kafka: offsets: {e}");
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let back = if kind == TopicKind::EVENT {
+        if comp.history_indexed {
+            inner.config.max_history_read.max(1)
+        } else {
+            1
+        }
+    } else {
+        0
+    };
+    let mut offset = (high - back).max(low);
+    let history_end = high;
+    let mut history: Option<HashMap<i64, HistoryEntry>> = (kind == TopicKind::EVENT && offset < history_end).then(HashMap::new);
+    let max_bytes = inner.config.max_message_size.min(i32::MAX as usize) as i32;
+    loop {
+        let fetched = tokio::select! {
+            _ = shutdown.wait() => return,
+            r = pc.fetch_records(offset, 1..max_bytes, 500) => r,
+        };
+        let (records, _hw) = match fetched {
+            Ok(r) => r,
+            Err(rskafka::client::error::Error::ServerError { protocol_error: rskafka::client::error::ProtocolError::OffsetOutOfRange, .. }) => {
+                let (low, high) = offsets(&pc).await.unwrap_or((offset, offset));
+                let next = if offset < low { low } else { high };
+                warn!(topic = %full, offset, next, "kafka: offset out of range; moving on");
+                offset = next;
+                continue;
+            }
+            Err(e) => {
+                debug!(topic = %full, offset, "kafka: fetch: {e}");
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+        };
+        if records.is_empty() {
+            // Nothing more (the watermark can be early on some brokers): the history is done.
+            if let Some(h) = history.take() {
+                flush_history(&inner, &comp, &topic, &full, h, &mut warner);
+            }
+            continue;
+        }
+        for r in records {
+            if r.offset < offset {
+                continue;
+            }
+            offset = r.offset + 1;
+            let received = unix_now();
+            let rcv_tai = current_tai();
+            let Some(value) = r.record.value else {
+                inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                warner.warn(&full, r.offset, "record has no value");
+                continue;
+            };
+            let plan = match resolve(&inner, &value).await {
+                Ok(p) => p,
+                Err(what) => {
+                    inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    warner.warn(&full, r.offset, &what);
+                    continue;
+                }
+            };
+            if let Some(h) = history.as_mut() {
+                if r.offset < history_end {
+                    match plan.peek_sal_index(&value[5..]) {
+                        Ok(idx) => {
+                            h.insert(idx, HistoryEntry { offset: r.offset, plan, value });
+                        }
+                        Err(e) => {
+                            inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                            warner.warn(&full, r.offset, &e.to_string());
+                        }
+                    }
+                    if offset >= history_end {
+                        let h = history.take().unwrap_or_default();
+                        flush_history(&inner, &comp, &topic, &full, h, &mut warner);
+                    }
+                    continue;
+                }
+                let h = history.take().unwrap_or_default();
+                flush_history(&inner, &comp, &topic, &full, h, &mut warner);
+            }
+            if kind == TopicKind::EVENT {
+                match plan.decode(&value[5..]) {
+                    Ok(d) => {
+                        inner.counters.events_decoded.fetch_add(1, Ordering::Relaxed);
+                        inner.accept(&comp, &topic, kind, d, received, rcv_tai);
+                    }
+                    Err(e) => {
+                        inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        warner.warn(&full, r.offset, &e.to_string());
+                    }
+                }
+            } else {
+                inner.counters.telemetry_received.fetch_add(1, Ordering::Relaxed);
+                match plan.peek_sal_index(&value[5..]) {
+                    Ok(idx) => {
+                        lock(&comp.state).telemetry.insert((topic.clone(), idx), Pending { plan, value, offset: r.offset, received, rcv_tai });
+                    }
+                    Err(e) => {
+                        inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        warner.warn(&full, r.offset, &e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The decode plan of a Confluent value (the error text says why not).
+async fn resolve(inner: &Inner, value: &[u8]) -> Result<Arc<DecodePlan>, String> {
+    let (id, _) = split_confluent(value).map_err(|e| e.to_string())?;
+    if let Some(p) = inner.registry.cached(id) {
+        return Ok(p);
+    }
+    inner.registry.plan(id).await.map_err(|e| e.to_string())
+}
+
+fn flush_history(inner: &Inner, comp: &Comp, topic: &str, full: &str, h: HashMap<i64, HistoryEntry>, warner: &mut Warner) {
+    let mut entries: Vec<HistoryEntry> = h.into_values().collect();
+    entries.sort_by_key(|e| e.offset);
+    let received = unix_now();
+    let rcv_tai = current_tai();
+    for e in entries {
+        match e.plan.decode(&e.value[5..]) {
+            Ok(d) => {
+                inner.counters.events_decoded.fetch_add(1, Ordering::Relaxed);
+                inner.accept(comp, topic, TopicKind::EVENT, d, received, rcv_tai);
+            }
+            Err(err) => {
+                inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                warner.warn(full, e.offset, &err.to_string());
+            }
+        }
+    }
+}
+
+async fn telemetry_loop(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown.clone();
+    let mut tick = tokio::time::interval(inner.config.telemetry_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warners: HashMap<String, Warner> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let comps: Vec<Arc<Comp>> = lock(&inner.comps).values().cloned().collect();
+        for comp in comps {
+            let pending = std::mem::take(&mut lock(&comp.state).telemetry);
+            let mut pending: Vec<((String, i64), Pending)> = pending.into_iter().collect();
+            pending.sort_by(|a, b| a.0.cmp(&b.0));
+            for ((topic, _), p) in pending {
+                match p.plan.decode(&p.value[5..]) {
+                    Ok(d) => {
+                        inner.counters.telemetry_decoded.fetch_add(1, Ordering::Relaxed);
+                        inner.accept(&comp, &topic, TopicKind::TELEMETRY, d, p.received, p.rcv_tai);
+                    }
+                    Err(e) => {
+                        inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        let full = inner.config.topic_name(&comp.name, &topic);
+                        warners.entry(full.clone()).or_insert_with(Warner::new).warn(&full, p.offset, &e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- commands
+
+/// Start (once per component) the reader of `..ackcmd`; returns when it knows where to start,
+/// so that an ack to a command written after this cannot be missed.
+async fn ack_waiters(inner: &Arc<Inner>, comp: &Arc<Comp>) -> Arc<AckWaiters> {
+    comp.acks
+        .get_or_init(|| async {
+            let waiters = Arc::new(AckWaiters::default());
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            inner.runtime.spawn(ack_reader(inner.clone(), comp.clone(), waiters.clone(), ready_tx));
+            let _ = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
+            waiters
+        })
+        .await
+        .clone()
+}
+
+async fn ack_reader(inner: Arc<Inner>, comp: Arc<Comp>, waiters: Arc<AckWaiters>, ready: tokio::sync::oneshot::Sender<()>) {
+    let full = inner.config.topic_name(&comp.name, "ackcmd");
+    let mut shutdown = inner.shutdown.clone();
+    let mut ready = Some(ready);
+    // If the topic exists, start at its high watermark; if not, it will be created by the
+    // controller's first ack, so read it from the beginning when it appears.
+    let (pc, mut offset) = match inner.client.partition_client(full.clone(), 0, UnknownTopicHandling::Error).await {
+        Ok(pc) => match pc.get_offset(OffsetAt::Latest).await {
+            Ok(h) => (pc, h),
+            Err(_) => (pc, 0),
+        },
+        Err(_) => {
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+            let Some(pc) = partition(&inner, &full, Duration::from_millis(200)).await else { return };
+            (pc, 0)
+        }
+    };
+    if let Some(r) = ready.take() {
+        let _ = r.send(());
+    }
+    let mut warner = Warner::new();
+    loop {
+        let fetched = tokio::select! {
+            _ = shutdown.wait() => return,
+            r = pc.fetch_records(offset, 1..1_000_000, 500) => r,
+        };
+        let records = match fetched {
+            Ok((r, _)) => r,
+            Err(e) => {
+                debug!(topic = %full, offset, "kafka: fetch: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok((low, _)) = offsets(&pc).await {
+                    offset = offset.max(low);
+                }
+                continue;
+            }
+        };
+        for r in records {
+            if r.offset < offset {
+                continue;
+            }
+            offset = r.offset + 1;
+            let Some(value) = r.record.value else { continue };
+            let plan = match resolve(&inner, &value).await {
+                Ok(p) => p,
+                Err(what) => {
+                    warner.warn(&full, r.offset, &what);
+                    continue;
+                }
+            };
+            let d = match plan.decode(&value[5..]) {
+                Ok(d) => d,
+                Err(e) => {
+                    warner.warn(&full, r.offset, &e.to_string());
+                    continue;
+                }
+            };
+            let get = |name: &str| d.fields.iter().find(|f| f.name.as_str() == name).map(|f| &f.value);
+            let int = |name: &str| match get(name) {
+                Some(Value::Int(i)) => *i,
+                _ => 0,
+            };
+            let text = |name: &str| match get(name) {
+                Some(Value::Str(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            let key = (d.stamps.seq_num, text("identity"), int("origin"));
+            let msg = AckMsg {
+                code: int("ack"),
+                result: text("result"),
+                timeout: match get("timeout") {
+                    Some(Value::Float(f)) => *f,
+                    _ => 0.0,
+                },
+            };
+            if let Some(tx) = lock(&waiters.map).get(&key) {
+                let _ = tx.send(msg);
+            }
+        }
+    }
+}
+
+struct WaiterGuard<'a> {
+    waiters: &'a AckWaiters,
+    key: AckKey,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.waiters.map).remove(&self.key);
+    }
+}
+
+async fn run_command(inner: Arc<Inner>, cmd: SalCommand) -> CommandAck {
+    let comp = inner.comp(&cmd.component);
+    let waiters = ack_waiters(&inner, &comp).await;
+    let sal = format!("command_{}", cmd.name);
+    let full = inner.config.topic_name(&cmd.component, &sal);
+    let seq = inner.next_cmd_seq(&full);
+    let identity = inner.writer.identity().to_string();
+    let key = (seq, identity.clone(), inner.writer.origin());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    lock(&waiters.map).insert(key.clone(), tx);
+    let _guard = WaiterGuard { waiters: &waiters, key };
+    let opts = WriteOptions { seq_num: Some(seq), ..Default::default() };
+    if let Err(e) = inner.writer.write_with(&cmd.component, cmd.index, TopicKind::COMMAND, &cmd.name, &cmd.fields, opts).await {
+        warn!(topic = %full, "kafka: command not sent: {e}");
+        return CommandAck { code: ack::FAILED, result: format!("Command not sent: {e}") };
+    }
+    debug!(topic = %full, seq, "kafka: command sent");
+    let mut deadline = tokio::time::Instant::now() + Duration::from_secs_f64(cmd.timeout.clamp(0.0, 1e6));
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(a)) => match a.code {
+                ack::INPROGRESS => {
+                    if a.timeout > 0.0 {
+                        deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs_f64(a.timeout.min(1e6)));
+                    }
+                }
+                ack::ACK | ack::STALLED => {}
+                _ => return CommandAck { code: a.code, result: a.result },
+            },
+            Ok(None) => return CommandAck { code: ack::NOACK, result: "The ack reader stopped".into() },
+            Err(_) => return CommandAck { code: ack::TIMEOUT, result: format!("No final acknowledgement of {} within the timeout", cmd.name) },
+        }
+    }
+}
+
+impl SalSource for KafkaSource {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
+        let inner = &self.inner;
+        let comp = inner.comp(component);
+        let (qtx, mut qrx) = mpsc::unbounded_channel::<Arc<InputMsg>>();
+        // The forwarder keeps the order of the queue and waits on the subscriber's bounded
+        // channel, so readers never block on a slow producer.
+        inner.runtime.spawn(async move {
+            while let Some(m) = qrx.recv().await {
+                if tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        {
+            let mut st = lock(&comp.state);
+            let mut cached: Vec<Arc<InputMsg>> = st.latest_events.values().filter(|m| index == 0 || m.sample.sal_index == index).cloned().collect();
+            cached.sort_by(|a, b| a.sample.seq.cmp(&b.sample.seq));
+            for m in cached {
+                let _ = qtx.send(m);
+            }
+            st.subs.push(Sub { index, queue: qtx });
+        }
+        if !comp.subscribed.swap(true, Ordering::SeqCst) {
+            inner.discover.notify_one();
+        }
+        Ok(())
+    }
+
+    fn command(&self, cmd: SalCommand) -> Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>> {
+        Box::pin(run_command(self.inner.clone(), cmd))
+    }
+
+    fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// A plain reader of one topic from a given offset, decoding every record (for tools and
+/// tests: a fake controller reading commands, a writer answering them).
+pub struct TopicReader {
+    partition: PartitionClient,
+    registry: Arc<RegistryClient>,
+    offset: i64,
+}
+
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TopicReader({}@{})", self.partition.topic(), self.offset)
+    }
+}
+
+impl TopicReader {
+    /// Read `full_topic` from `offset` (None: from its high watermark now). Fails if the topic
+    /// does not exist.
+    pub async fn new(client: &Client, registry: Arc<RegistryClient>, full_topic: &str, offset: Option<i64>) -> Result<TopicReader, KafkaError> {
+        let partition = client
+            .partition_client(full_topic.to_string(), 0, UnknownTopicHandling::Error)
+            .await
+            .map_err(|e| KafkaError::Kafka(format!("{full_topic}: {e}")))?;
+        let offset = match offset {
+            Some(o) => o,
+            None => partition.get_offset(OffsetAt::Latest).await.map_err(|e| KafkaError::Kafka(format!("{full_topic}: {e}")))?,
+        };
+        Ok(TopicReader { partition, registry, offset })
+    }
+
+    /// The next records (waits up to `max_wait_ms` for some): (offset, decoded or why not).
+    pub async fn next_batch(&mut self, max_wait_ms: i32) -> Result<Vec<(i64, Result<Decoded, String>)>, KafkaError> {
+        let (records, _) = self
+            .partition
+            .fetch_records(self.offset, 1..50_000_000, max_wait_ms)
+            .await
+            .map_err(|e| KafkaError::Kafka(format!("{}: {e}", self.partition.topic())))?;
+        let mut out = Vec::new();
+        for r in records {
+            if r.offset < self.offset {
+                continue;
+            }
+            self.offset = r.offset + 1;
+            let decoded = match r.record.value {
+                None => Err("no value".to_string()),
+                Some(v) => match split_confluent(&v) {
+                    Err(e) => Err(e.to_string()),
+                    Ok((id, body)) => match self.registry.plan(id).await {
+                        Err(e) => Err(e.to_string()),
+                        Ok(plan) => plan.decode(body).map_err(|e| e.to_string()),
+                    },
+                },
+            };
+            out.push((r.offset, decoded));
+        }
+        Ok(out)
+    }
+}
+
+/// Build a field list (helper for callers writing commands or samples).
+pub fn fields(items: &[(&str, Value)]) -> Vec<Field> {
+    items.iter().map(|(n, v)| Field { name: (*n).into(), value: v.clone() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert_eq!(parse_topic("lsst.sal.", "lsst.sal.ATDome.logevent_heartbeat"), Some(("ATDome", "logevent_heartbeat")));
+        assert_eq!(parse_topic("lsst.sal.", "lsst.other.ATDome.position"), None);
+        assert_eq!(classify("logevent_heartbeat"), Some((TopicKind::EVENT, "heartbeat")));
+        assert_eq!(classify("position"), Some((TopicKind::TELEMETRY, "position")));
+        assert_eq!(classify("command_start"), None);
+        assert_eq!(classify("ackcmd"), None);
+    }
+}

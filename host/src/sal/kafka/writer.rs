@@ -1,0 +1,334 @@
+//! A salobj-style writer: publishes SAL samples to Kafka exactly as ts_salobj does.
+//!
+//! For each topic it builds salobj's Avro schema from the topic catalog, registers it under the
+//! subject `<topic>-value`, creates the topic if missing (one partition), and writes one record
+//! per produce request (salobj flushes each write) with the key JSON salobj uses
+//! (`{"name": "ATDome", "topic": "logevent_heartbeat"}`, plus `"index"` for indexed
+//! components; telemetry keys are empty) and the value in Confluent wire format. The private
+//! fields are filled as salobj's `WriteTopic` does: `private_sndStamp` and
+//! `private_kafkaStamp` (TAI), `private_efdStamp` (UTC), `private_rcvStamp` 0 (the reader sets
+//! it), `private_seqNum` from the topic's own counter, `private_revCode`, `private_identity`
+//! and `private_origin`.
+//!
+//! Used by the Kafka source to send commands, by the `love-sal-writer` binary, and by tests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use apache_avro::schema::Schema;
+use love_plugin_api::abi::{Field, PrivateStamps, TopicKind};
+use love_plugin_api::catalog::{FieldInfo, TopicInfo};
+use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::Client;
+use rskafka::record::Record;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::avro::{ackcmd_topic, confluent, encode, rev_code, topic_schema};
+use super::registry::RegistryClient;
+use super::{KafkaConfig, KafkaError};
+use crate::sal::catalog::TopicCatalog;
+
+/// TAI - UTC, seconds (valid since 2017).
+pub const TAI_OFFSET: f64 = 37.0;
+
+/// Unix time now, seconds.
+pub fn utc_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// TAI now, as salobj's `current_tai()`.
+pub fn current_tai() -> f64 {
+    utc_now() + TAI_OFFSET
+}
+
+/// The SAL topic name of a topic: `logevent_<name>`, `command_<name>`, the telemetry name, or
+/// `ackcmd`.
+pub fn sal_name(kind: TopicKind, topic: &str) -> String {
+    match kind {
+        TopicKind::EVENT => format!("logevent_{topic}"),
+        TopicKind::COMMAND => format!("command_{topic}"),
+        TopicKind::ACK => "ackcmd".to_string(),
+        _ => topic.to_string(),
+    }
+}
+
+/// The key salobj writes: empty for telemetry, else
+/// `{"name": "<Component>", "index": <i>, "topic": "<sal_name>"}` (no index when not indexed),
+/// formatted as Python's `json.dumps`.
+pub fn record_key(component: &str, index: Option<i64>, sal_name: &str, kind: TopicKind) -> Vec<u8> {
+    if kind == TopicKind::TELEMETRY {
+        return Vec::new();
+    }
+    let name = serde_json::to_string(component).unwrap_or_default();
+    let topic = serde_json::to_string(sal_name).unwrap_or_default();
+    match index {
+        Some(i) => format!("{{\"name\": {name}, \"index\": {i}, \"topic\": {topic}}}").into_bytes(),
+        None => format!("{{\"name\": {name}, \"topic\": {topic}}}").into_bytes(),
+    }
+}
+
+/// Overrides of what the writer fills in by itself (tests use them to write out-of-order or
+/// foreign samples).
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `private_sndStamp` (default: TAI now).
+    pub snd_stamp: Option<f64>,
+    /// `private_seqNum` (default: the topic's next number).
+    pub seq_num: Option<i64>,
+    /// `private_identity` (default: the writer's identity).
+    pub identity: Option<String>,
+    /// `private_origin` (default: the writer's origin).
+    pub origin: Option<i64>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The record's offset.
+    pub offset: i64,
+    /// The private fields written.
+    pub stamps: PrivateStamps,
+}
+
+struct WriterTopic {
+    partition: PartitionClient,
+    schema: Schema,
+    schema_id: i32,
+    rev_code: String,
+    seq: AtomicI64,
+    kind: TopicKind,
+    indexed: bool,
+}
+
+/// A salobj-style writer.
+pub struct SalWriter {
+    client: Arc<Client>,
+    registry: Arc<RegistryClient>,
+    config: KafkaConfig,
+    catalog: Arc<TopicCatalog>,
+    topics: AsyncMutex<HashMap<String, Arc<WriterTopic>>>,
+    identity: String,
+    origin: i64,
+}
+
+impl std::fmt::Debug for SalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalWriter").field("identity", &self.identity).finish()
+    }
+}
+
+impl SalWriter {
+    /// A writer on an existing client.
+    pub fn new(client: Arc<Client>, registry: Arc<RegistryClient>, config: KafkaConfig, catalog: Arc<TopicCatalog>) -> SalWriter {
+        let identity = config.identity.clone();
+        let origin = config.origin;
+        SalWriter { client, registry, config, catalog, topics: AsyncMutex::new(HashMap::new()), identity, origin }
+    }
+
+    /// Connect a writer with its own client.
+    pub async fn connect(config: KafkaConfig, catalog: Arc<TopicCatalog>) -> Result<SalWriter, KafkaError> {
+        let client = Arc::new(super::connect(&config).await?);
+        let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+        Ok(SalWriter::new(client, registry, config, catalog))
+    }
+
+    /// Write with this identity (salobj: the CSC name, `ATDome` or `ScriptQueue:1`, for a
+    /// controller; `user@host` for a remote).
+    pub fn with_identity(mut self, identity: &str) -> SalWriter {
+        self.identity = identity.to_string();
+        self
+    }
+
+    /// The identity written.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The origin written.
+    pub fn origin(&self) -> i64 {
+        self.origin
+    }
+
+    /// The catalog's definition of a topic (the generic `ackcmd` is built in).
+    fn topic_info(&self, component: &str, kind: TopicKind, topic: &str) -> Option<(TopicInfo, bool)> {
+        if kind == TopicKind::ACK {
+            return Some((ackcmd_topic(), self.catalog.is_indexed(component)));
+        }
+        let comp = self.catalog.component(component)?;
+        let t = match kind {
+            TopicKind::EVENT => comp.event(topic),
+            TopicKind::TELEMETRY => comp.telemetry_topic(topic),
+            TopicKind::COMMAND => comp.command(topic),
+            _ => None,
+        }?;
+        Some((t.clone(), comp.indexed))
+    }
+
+    async fn topic(&self, component: &str, kind: TopicKind, topic: &str, fields: &[Field]) -> Result<Arc<WriterTopic>, KafkaError> {
+        let sal = sal_name(kind, topic);
+        let full = self.config.topic_name(component, &sal);
+        let mut topics = self.topics.lock().await;
+        if let Some(t) = topics.get(&full) {
+            return Ok(t.clone());
+        }
+        let subject = format!("{full}-value");
+        // The schema: from the catalog as salobj builds it from ts_xml; else the registry's latest
+        // (a topic someone else defined); else inferred from the values given.
+        let (schema_text, indexed) = match self.topic_info(component, kind, topic) {
+            Some((info, indexed)) => (topic_schema(component, &sal, indexed, &info.fields).to_string(), indexed),
+            None => match self.registry.latest(&subject).await? {
+                Some((_, text)) => {
+                    let plan = super::avro::DecodePlan::from_schema_text(&text).map_err(|e| KafkaError::Registry(format!("{subject}: {e}")))?;
+                    (text, plan.has_sal_index())
+                }
+                None => {
+                    let inferred: Vec<FieldInfo> = fields.iter().map(infer_field).collect();
+                    let indexed = self.catalog.is_indexed(component);
+                    (topic_schema(component, &sal, indexed, &inferred).to_string(), indexed)
+                }
+            },
+        };
+        let schema = Schema::parse_str(&schema_text).map_err(|e| KafkaError::Registry(format!("{subject}: schema does not parse: {e}")))?;
+        let schema_id = self.registry.register(&subject, &schema_text).await?;
+        ensure_topic(&self.client, &full, self.config.replication_factor).await?;
+        let partition = self
+            .client
+            .partition_client(full.clone(), 0, UnknownTopicHandling::Retry)
+            .await
+            .map_err(|e| KafkaError::Kafka(format!("{full}: {e}")))?;
+        let t = Arc::new(WriterTopic {
+            partition,
+            schema,
+            schema_id,
+            rev_code: rev_code(&schema_text),
+            seq: AtomicI64::new(initial_seq(kind)),
+            kind,
+            indexed,
+        });
+        topics.insert(full, t.clone());
+        Ok(t)
+    }
+
+    /// Write one sample of `component`:`index` (`kind` EVENT, TELEMETRY, COMMAND or ACK;
+    /// `topic` without prefix). Fields not given take salobj's defaults.
+    pub async fn write(&self, component: &str, index: i64, kind: TopicKind, topic: &str, fields: &[Field]) -> Result<Written, KafkaError> {
+        self.write_with(component, index, kind, topic, fields, WriteOptions::default()).await
+    }
+
+    /// [`SalWriter::write`] with overrides.
+    pub async fn write_with(&self, component: &str, index: i64, kind: TopicKind, topic: &str, fields: &[Field], opts: WriteOptions) -> Result<Written, KafkaError> {
+        let t = self.topic(component, kind, topic, fields).await?;
+        let seq = opts.seq_num.unwrap_or_else(|| next_seq(&t.seq, t.kind));
+        let now_tai = current_tai();
+        let snd = opts.snd_stamp.unwrap_or(now_tai);
+        let stamps = PrivateStamps {
+            snd_stamp: snd,
+            rcv_stamp: 0.0,
+            efd_stamp: snd - TAI_OFFSET,
+            kafka_stamp: now_tai,
+            seq_num: seq,
+            rev_code: t.rev_code.as_str().into(),
+            identity: opts.identity.as_deref().unwrap_or(&self.identity).into(),
+            origin: opts.origin.unwrap_or(self.origin),
+        };
+        let body = encode(&t.schema, index, &stamps, fields).map_err(|e| KafkaError::Encode(format!("{component}.{topic}: {e}")))?;
+        let sal = sal_name(kind, topic);
+        let key = record_key(component, t.indexed.then_some(index), &sal, kind);
+        let offset = produce(&t.partition, key, confluent(t.schema_id, &body)).await?;
+        Ok(Written { offset, stamps })
+    }
+
+    /// Write raw bytes as a value of a topic (tests: undecodable values, unknown schema ids).
+    pub async fn write_raw(&self, full_topic: &str, key: Vec<u8>, value: Vec<u8>) -> Result<i64, KafkaError> {
+        ensure_topic(&self.client, full_topic, self.config.replication_factor).await?;
+        let pc = self
+            .client
+            .partition_client(full_topic.to_string(), 0, UnknownTopicHandling::Retry)
+            .await
+            .map_err(|e| KafkaError::Kafka(format!("{full_topic}: {e}")))?;
+        produce(&pc, key, value).await
+    }
+
+    /// The schema id registered for a topic this writer wrote, if any.
+    pub async fn schema_id(&self, component: &str, kind: TopicKind, topic: &str) -> Option<i32> {
+        let full = self.config.topic_name(component, &sal_name(kind, topic));
+        self.topics.lock().await.get(&full).map(|t| t.schema_id)
+    }
+}
+
+/// Commands start their sequence numbers at a random point of their own range (as salobj's
+/// remote commands), so two senders rarely collide; other topics count from 1.
+fn initial_seq(kind: TopicKind) -> i64 {
+    if kind == TopicKind::COMMAND {
+        use rand::Rng;
+        rand::thread_rng().gen_range(1..i32::MAX as i64 / 2)
+    } else {
+        1
+    }
+}
+
+fn next_seq(counter: &AtomicI64, _kind: TopicKind) -> i64 {
+    let v = counter.fetch_add(1, Ordering::Relaxed);
+    if v >= i32::MAX as i64 {
+        counter.store(2, Ordering::Relaxed);
+        1
+    } else {
+        v
+    }
+}
+
+/// One record per produce request, as salobj writes.
+async fn produce(pc: &PartitionClient, key: Vec<u8>, value: Vec<u8>) -> Result<i64, KafkaError> {
+    let record = Record {
+        key: if key.is_empty() { None } else { Some(key) },
+        value: Some(value),
+        headers: Default::default(),
+        timestamp: chrono::DateTime::from_timestamp_millis((utc_now() * 1000.0) as i64).unwrap_or_default(),
+    };
+    let offsets = pc.produce(vec![record], Compression::NoCompression).await.map_err(|e| KafkaError::Kafka(format!("produce to {}: {e}", pc.topic())))?;
+    offsets.first().copied().ok_or_else(|| KafkaError::Kafka(format!("produce to {}: no offset returned", pc.topic())))
+}
+
+/// Create a one-partition topic unless it exists.
+pub async fn ensure_topic(client: &Client, topic: &str, replication: i16) -> Result<(), KafkaError> {
+    let topics = client.list_topics().await.map_err(|e| KafkaError::Kafka(format!("list topics: {e}")))?;
+    if topics.iter().any(|t| t.name == topic) {
+        return Ok(());
+    }
+    let controller = client.controller_client().map_err(|e| KafkaError::Kafka(format!("controller: {e}")))?;
+    match controller.create_topic(topic, 1, replication.max(1), 5_000).await {
+        Ok(()) => Ok(()),
+        Err(rskafka::client::error::Error::ServerError { protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists, .. }) => Ok(()),
+        Err(e) => Err(KafkaError::Kafka(format!("create topic {topic}: {e}"))),
+    }
+}
+
+/// A field description inferred from a value (when no catalog or registry defines the topic).
+fn infer_field(f: &Field) -> FieldInfo {
+    use love_plugin_api::abi::Value;
+    let (ty, count) = match &f.value {
+        Value::Bool(_) => ("boolean", 1),
+        Value::Int(_) => ("long long", 1),
+        Value::Float(_) => ("double", 1),
+        Value::Str(_) | Value::Json(_) => ("string", 1),
+        Value::BoolArray(v) => ("boolean", v.len().max(2) as u32),
+        Value::IntArray(v) => ("long long", v.len().max(2) as u32),
+        Value::FloatArray(v) => ("double", v.len().max(2) as u32),
+    };
+    FieldInfo::new(&f.name, ty, count, "unitless")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_as_salobj() {
+        assert_eq!(record_key("Test", Some(1), "logevent_heartbeat", TopicKind::EVENT), br#"{"name": "Test", "index": 1, "topic": "logevent_heartbeat"}"#.to_vec());
+        assert_eq!(record_key("ATDome", None, "command_start", TopicKind::COMMAND), br#"{"name": "ATDome", "topic": "command_start"}"#.to_vec());
+        assert!(record_key("ATDome", None, "position", TopicKind::TELEMETRY).is_empty());
+        assert_eq!(sal_name(TopicKind::EVENT, "heartbeat"), "logevent_heartbeat");
+        assert_eq!(sal_name(TopicKind::ACK, "x"), "ackcmd");
+    }
+}
