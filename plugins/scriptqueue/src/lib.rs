@@ -548,8 +548,8 @@ impl ScriptQueueProducer {
     /// five timestamps, sends scriptsStream.
     fn on_script(&mut self, s: &Sample, now: f64, out: &mut Actions) {
         let index = int_of(field(s, "scriptSalIndex"));
-        if !self.state.scripts.contains_key(&index) {
-            self.state.scripts.insert(index, ScriptInfo::empty(index));
+        if let std::collections::btree_map::Entry::Vacant(e) = self.state.scripts.entry(index) {
+            e.insert(ScriptInfo::empty(index));
             self.bound_orphans(index);
         }
         let process = self.enum_name("ScriptProcessState", int_of(field(s, "processState")));
@@ -882,6 +882,10 @@ impl ScriptQueueProducer {
         }
     }
 
+    /// One input. Manager messages: a `Script`/`logMessage` request is answered here (quirk 11
+    /// fixed, [`Self::reply_script_logs`]); every other message goes to the core's csc rule,
+    /// which ignores a malformed request (no `data[0].data.event_name`, not JSON, ...) without
+    /// an error: quirk 2 fixed (the reference's KeyError ended the process).
     fn handle_input(&mut self, input: Input<'_>, now: f64, out: &mut Actions) -> Result<(), PluginError> {
         for (level, text) in self.pending_logs.drain(..) {
             out.log(level, text);
