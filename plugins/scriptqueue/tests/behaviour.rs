@@ -417,7 +417,7 @@ fn long_run_memory_stays_bounded() {
         feed(&mut p, &event("Script", "state", cur, json!({"state": 3, "lastCheckpoint": format!("cp{i}")})), now);
         feed(&mut p, &event("Script", "description", cur, json!({"description": "d", "classname": "C", "remotes": "R"})), now);
         feed(&mut p, &event("Script", "heartbeat", cur, json!({"heartbeat": true})), now);
-        for k in 0..30 {
+        for k in 0..(MAX_LOG_MESSAGES + 2) {
             feed(&mut p, &log_event(cur, &format!("message {k}")), now);
         }
         // A finished script keeps logging for a while.
