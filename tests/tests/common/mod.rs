@@ -94,7 +94,9 @@ pub fn fixture_so(which: &str) -> PathBuf {
     };
     cell.get_or_init(|| {
         let (target, profile) = target_and_profile();
-        let fx_target = target.join(format!("fixture-{which}"));
+        // v1 and skewed both hold a package `love-plugin-api 1.0.0` at `api`, which cargo hashes
+        // alike: they need separate target directories. csc-next shares v1's.
+        let fx_target = target.join(if which == "v1" { "fixtures-a" } else { "fixtures-b" });
         let mut cmd = cargo();
         cmd.current_dir(repo_root().join("tests/fixtures").join(which))
             .arg("build")
@@ -263,7 +265,7 @@ pub fn csc_next_so(feature: Option<&str>) -> PathBuf {
         return p.clone();
     }
     let (target, profile) = target_and_profile();
-    let fx_target = target.join(format!("fixture-csc-next-{key}"));
+    let fx_target = target.join("fixtures-a");
     let mut cmd = cargo();
     cmd.current_dir(repo_root().join("tests/fixtures/csc-next")).arg("build").args(profile_args(&profile)).env("CARGO_TARGET_DIR", &fx_target);
     if let Some(f) = feature {
