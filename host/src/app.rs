@@ -259,7 +259,7 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
     let trigger = Arc::new(trigger);
     spawn_signal_handlers(trigger.clone())?;
 
-    let sal = open_source(&args, plan.catalog.clone(), shutdown.clone())?;
+    let (sal, recorder) = open_source(&args, plan.catalog.clone(), shutdown.clone())?;
     info!(source = sal.name(), "SAL source: {}", sal.name());
     let mut links = Vec::new();
     let mut link_tasks = Vec::new();
@@ -372,6 +372,9 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
     let managed = deploy_task.await.unwrap_or_default();
     for m in managed {
         let _ = tokio::time::timeout(Duration::from_secs(5), m.handle.task).await;
+    }
+    if let Some(r) = &recorder {
+        r.finish();
     }
     if let Some(e) = failure {
         return Err(e);
@@ -501,28 +504,57 @@ fn spawn_signal_handlers(trigger: Arc<shutdown::ShutdownTrigger>) -> anyhow::Res
     Ok(())
 }
 
-/// The SAL source the arguments ask for.
+/// The SAL source the arguments ask for, wrapped in a recorder with `--record`. Returns the
+/// recorder too, to be finished at shutdown.
 fn open_source(
     args: &RunArgs,
     catalog: Arc<TopicCatalog>,
     shutdown: shutdown::Shutdown,
-) -> anyhow::Result<Arc<dyn SalSource>> {
+) -> anyhow::Result<(Arc<dyn SalSource>, Option<Arc<crate::sal::replay::Recorder>>)> {
+    use crate::sal::replay::{Recorder, RecordingSource, ReplayOptions, ReplaySource};
     let kind = match args.sal {
         Some(k) => k,
         None if args.replay.is_some() => SalArg::Replay,
         None if std::env::var_os("LSST_KAFKA_BROKER_ADDR").is_some() => SalArg::Kafka,
         None => SalArg::Sim,
     };
-    match kind {
+    let source: Arc<dyn SalSource> = match kind {
         SalArg::Kafka => bail!("--sal kafka is not available in this build yet; use the simulator (--sal sim) or --replay FILE"),
-        SalArg::Replay => bail!("--replay is not available in this build yet"),
+        SalArg::Replay => {
+            let Some(path) = &args.replay else { bail!("--sal replay needs --replay FILE") };
+            if !(args.replay_speed.is_finite() && args.replay_speed >= 0.0) {
+                bail!("--replay-speed must be 0 (as fast as possible) or a positive factor, got {}", args.replay_speed);
+            }
+            let opts = ReplayOptions { speed: args.replay_speed, strict: args.replay_strict, start_delay: 1.0 };
+            let replay = ReplaySource::open(path, opts, shutdown.clone())
+                .with_context(|| format!("opening the replay file {}", path.display()))?;
+            for skipped in replay.skipped() {
+                warn!("replay: skipped {skipped}");
+            }
+            info!("replaying {} at speed {}", path.display(), args.replay_speed);
+            Arc::new(replay)
+        }
         SalArg::Sim => {
             if !(args.sim_rate.is_finite() && args.sim_rate > 0.0) {
                 bail!("--sim-rate must be a positive number, got {}", args.sim_rate);
             }
-            let sim = crate::sal::sim::SimSource::new(catalog, args.sim_seed, args.sim_rate, shutdown);
+            let mut sim = crate::sal::sim::SimSource::new(catalog, args.sim_seed, args.sim_rate, shutdown);
+            if let Some(spec) = &args.sim_stop_heartbeat {
+                let stops = crate::sal::sim::HeartbeatStop::parse_list(spec).context("--sim-stop-heartbeat")?;
+                sim = sim.with_heartbeat_stops(stops);
+            }
             info!(seed = sim.seed(), "simulator seed {} (repeat a run with --sim-seed {})", sim.seed(), sim.seed());
-            Ok(Arc::new(sim))
+            Arc::new(sim)
         }
+    };
+    match &args.record {
+        Some(path) => {
+            let recorder = Arc::new(
+                Recorder::create(path).with_context(|| format!("creating the recording {}", path.display()))?,
+            );
+            info!("recording every SAL sample to {}", path.display());
+            Ok((Arc::new(RecordingSource::new(source, recorder.clone())), Some(recorder)))
+        }
+        None => Ok((source, None)),
     }
 }

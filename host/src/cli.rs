@@ -198,6 +198,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1.0)]
     pub sim_rate: f64,
 
+    /// Stop simulated heartbeats: `NAME[:index]@SECONDS`, comma-separated (also
+    /// LOVE_SIM_STOP_HEARTBEAT), to see the Heartbeat stream's lost count grow.
+    #[arg(long, value_name = "NAME[:i]@S")]
+    pub sim_stop_heartbeat: Option<String>,
+
     /// Replay this recorded file (implies --sal replay).
     #[arg(long)]
     pub replay: Option<PathBuf>,

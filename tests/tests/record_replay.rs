@@ -1,0 +1,60 @@
+//! A recorded run replays to identical producer output.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// The event messages per envelope csc, without their send times (telemetry and the Heartbeat
+/// stream depend on wall-clock cadence, not on the samples, and are left out).
+fn events_by_csc(msgs: &[Value]) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for m in msgs {
+        if m["category"] != "event" {
+            continue;
+        }
+        let csc = m["data"][0]["csc"].as_str().unwrap_or("").to_string();
+        if csc == "Heartbeat" || csc == "ScriptHeartbeats" {
+            continue;
+        }
+        out.entry(csc).or_default().push(m["data"].clone());
+    }
+    out
+}
+
+#[test]
+fn a_recorded_run_replays_to_identical_producer_output() {
+    let dir = plugin_dir("replay", &[plugin_so("csc"), plugin_so("watcher"), plugin_so("scriptqueue")]);
+    let rec = std::env::temp_dir().join(format!("love-host-rec-{}.jsonl", std::process::id()));
+    let mut host = HostProcess::start(&[
+        "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1",
+        "--sim-seed", "11", "--sim-rate", "4", "--record", rec.to_str().unwrap(),
+    ]);
+    host.wait_stdout(Duration::from_secs(60), "a few seconds of events", |msgs| {
+        let e = events_by_csc(msgs);
+        e.get("Watcher").map_or(0, |v| v.len()) >= 4 && e.get("ScriptQueueState").map_or(0, |v| v.len()) >= 8
+    });
+    host.signal("TERM");
+    assert!(host.wait_exit(Duration::from_secs(20)).success());
+    let recorded: Vec<Value> = host.stdout().iter().filter_map(|l| love_plugin_api::json::parse_lenient(l).ok()).collect();
+    let expected = events_by_csc(&recorded);
+    let lines = std::fs::read_to_string(&rec).unwrap().lines().count();
+    assert!(lines > 10, "recording has {lines} lines");
+
+    let mut replay = HostProcess::start(&[
+        "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1",
+        "--replay", rec.to_str().unwrap(), "--replay-speed", "0",
+    ]);
+    let total: usize = expected.values().map(Vec::len).sum();
+    replay.wait_stdout(Duration::from_secs(60), "the replayed events", |msgs| {
+        events_by_csc(msgs).values().map(Vec::len).sum::<usize>() >= total
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    replay.signal("TERM");
+    assert!(replay.wait_exit(Duration::from_secs(20)).success());
+    let replayed: Vec<Value> = replay.stdout().iter().filter_map(|l| love_plugin_api::json::parse_lenient(l).ok()).collect();
+    assert_eq!(events_by_csc(&replayed), expected);
+    let _ = std::fs::remove_file(&rec);
+}
