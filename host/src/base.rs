@@ -226,9 +226,9 @@ mod tests {
     const CLOCK: f64 = 1_700_000_000.5;
 
     fn golden(file: &str) -> Vec<J> {
-        let path = format!("{}/../../shared/spec/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = love_plugin_api::driver::golden::shared_dir(env!("CARGO_MANIFEST_DIR")).join("spec/golden").join(file);
         std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())

@@ -135,6 +135,20 @@ pub mod golden {
     /// The reference harness's frozen clock.
     pub const CLOCK: f64 = 1_700_000_000.5;
 
+    /// The project's `shared/` directory (spec, golden vectors, ts_xml): `$LOVE_SHARED_DIR` when
+    /// set (as `test.sh` does), else the first `shared/` with `spec/golden` beside an ancestor
+    /// of `manifest_dir` (pass `env!("CARGO_MANIFEST_DIR")`).
+    pub fn shared_dir(manifest_dir: &str) -> std::path::PathBuf {
+        if let Some(dir) = std::env::var_os("LOVE_SHARED_DIR") {
+            return dir.into();
+        }
+        std::path::Path::new(manifest_dir)
+            .ancestors()
+            .map(|a| a.join("shared"))
+            .find(|s| s.join("spec/golden").is_dir())
+            .unwrap_or_else(|| panic!("no shared/spec/golden above {manifest_dir}; set LOVE_SHARED_DIR"))
+    }
+
     /// Read a golden JSON-lines file.
     pub fn load(path: &std::path::Path) -> Vec<J> {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -16,7 +16,7 @@ use love_plugin_csc::CscProducer;
 use serde_json::Value as J;
 
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+    golden::shared_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn catalog() -> &'static TopicCatalog {

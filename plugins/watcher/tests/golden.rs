@@ -15,7 +15,7 @@ use love_plugin_watcher::WatcherProducer;
 use serde_json::Value as J;
 
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+    golden::shared_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn watcher_catalog() -> ComponentCatalog {
