@@ -87,6 +87,11 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         }
     }
     let overrides = parse_overrides(&args.producer_type)?;
+    for kv in &args.settings {
+        if !kv.split_once('=').is_some_and(|(k, _)| !k.trim().is_empty()) {
+            bail!("--setting {kv:?} is not of the form NAME=VALUE");
+        }
+    }
     let registry = match &args.plugin_dir {
         Some(dir) => {
             let report = scan_dir(dir)?;
@@ -148,6 +153,12 @@ fn producer_settings(args: &RunArgs) -> BTreeMap<String, String> {
     for var in ["FINISHED_SCRIPTS_LIST_SIZE", "UPDATE_SCRIPTS_SCHEMA_ON_START"] {
         if let Ok(v) = std::env::var(var) {
             settings.insert(var.into(), v);
+        }
+    }
+    for kv in &args.settings {
+        // Validated in `plan`.
+        if let Some((k, v)) = kv.split_once('=') {
+            settings.insert(k.trim().to_string(), v.trim().to_string());
         }
     }
     settings

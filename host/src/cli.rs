@@ -163,6 +163,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub plugin_copies_dir: Option<PathBuf>,
 
+    /// A producer setting handed to every producer: NAME=VALUE (repeatable), e.g.
+    /// `FINISHED_SCRIPTS_LIST_SIZE=20` or a third-party plugin's own settings.
+    #[arg(long = "setting", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
+
     /// Force a producer type for a component: NAME=TYPE (repeatable).
     #[arg(long, value_name = "NAME=TYPE")]
     pub producer_type: Vec<String>,

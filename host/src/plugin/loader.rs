@@ -113,8 +113,40 @@ pub fn host_api_version() -> String {
     love_plugin_api::sdk::API_VERSION.to_string()
 }
 
+/// Check that an ELF file is complete: its program and section header tables and every
+/// loadable segment lie inside the file. The dynamic loader happily maps a truncated library (a
+/// copy still in progress) and faults later, so this is checked before `dlopen`.
+pub fn check_elf_complete(path: &Path) -> Result<(), String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    let len = data.len() as u64;
+    if len < 64 || &data[..4] != b"\x7fELF" {
+        return Err("not an ELF file".into());
+    }
+    if data[4] != 2 || data[5] != 1 {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as u64;
+    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"));
+    let (phoff, shoff) = (u64_at(0x20), u64_at(0x28));
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    let (shentsize, shnum) = (u16_at(0x3A), u16_at(0x3C));
+    let truncated = || Err(format!("truncated ELF file ({len} bytes): still being written? Deploy by renaming a complete file into place"));
+    if phoff.saturating_add(phentsize * phnum) > len || shoff.saturating_add(shentsize * shnum) > len {
+        return truncated();
+    }
+    for i in 0..phnum {
+        let base = (phoff + i * phentsize) as usize;
+        let (offset, filesz) = (u64_at(base + 0x08), u64_at(base + 0x20));
+        if offset.saturating_add(filesz) > len {
+            return truncated();
+        }
+    }
+    Ok(())
+}
+
 /// Load one plugin file.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
+    check_elf_complete(path).map_err(|reason| LoadError::NotALibrary { path: path.to_path_buf(), reason })?;
     let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
     let module = header.init_root_module::<PluginModRef>().map_err(|e| classify(path, e))?;
     let d = match (module.descriptor())() {

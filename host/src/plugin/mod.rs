@@ -200,6 +200,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn truncated_libraries_are_refused_before_dlopen() {
+        // Any shared library of the system will do as a complete ELF file.
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(loader::check_elf_complete(&exe), Ok(()));
+        let data = std::fs::read(&exe).unwrap();
+        let half = std::env::temp_dir().join(format!("love-host-half-{}.so", std::process::id()));
+        std::fs::write(&half, &data[..data.len() / 2]).unwrap();
+        let err = load_plugin(&half).unwrap_err().to_string();
+        assert!(err.contains("truncated ELF file"), "{err}");
+        std::fs::write(&half, b"\x7fELF").unwrap();
+        assert!(load_plugin(&half).is_err());
+        let _ = std::fs::remove_file(&half);
+    }
+
+    #[test]
     fn versions_compare_numerically() {
         use std::cmp::Ordering::*;
         assert_eq!(compare_versions("1.10.0", "1.9.3"), Greater);
