@@ -74,6 +74,12 @@ pub fn write_f64(out: &mut String, v: f64) {
     // fixed notation when -4 < e <= 16, else `D.IGITSe+XX` with at least two exponent digits.
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(v);
+    let magnitude = v.abs();
+    if (1e-4..1e16).contains(&magnitude) {
+        // Both write fixed notation here, identically (`0.0001`, `2.0`, `123.456`).
+        out.push_str(text);
+        return;
+    }
     let (negative, text) = match text.strip_prefix('-') {
         Some(t) => (true, t),
         None => (false, text),
