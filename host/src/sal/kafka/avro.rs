@@ -292,22 +292,26 @@ fn read_str(buf: &[u8], pos: &mut usize) -> Result<RString, DecodeError> {
     std::str::from_utf8(b).map(RString::from).map_err(|_| DecodeError("string is not UTF-8".into()))
 }
 
-/// Read an array's blocks, calling `item` for each element.
-fn read_array(buf: &[u8], pos: &mut usize, mut item: impl FnMut(&[u8], &mut usize) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
+/// Read an array's blocks into a vector, reserving each block's count up front.
+#[inline]
+fn read_vec<T>(buf: &[u8], pos: &mut usize, item: fn(&[u8], &mut usize) -> Result<T, DecodeError>) -> Result<RVec<T>, DecodeError> {
+    let mut v = RVec::new();
     loop {
         let mut count = read_long(buf, pos)?;
         if count == 0 {
-            return Ok(());
+            return Ok(v);
         }
         if count < 0 {
             count = -count;
             let _size = read_long(buf, pos)?;
         }
-        if count as usize > buf.len().saturating_sub(*pos).saturating_add(1) * 8 {
+        // Every item takes at least one byte: a larger count is a corrupt value.
+        if count as usize > buf.len().saturating_sub(*pos) {
             return Err(DecodeError("array count larger than the value".into()));
         }
+        v.reserve(count as usize);
         for _ in 0..count {
-            item(buf, pos)?;
+            v.push(item(buf, pos)?);
         }
     }
 }
@@ -322,38 +326,10 @@ fn decode_fast(plan: &[PlanField], buf: &[u8]) -> Result<Decoded, DecodeError> {
             Ty::Scalar(Prim::Float) => Value::Float(read_f32(buf, &mut pos)?),
             Ty::Scalar(Prim::Double) => Value::Float(read_f64(buf, &mut pos)?),
             Ty::Scalar(Prim::Str) => Value::Str(read_str(buf, &mut pos)?),
-            Ty::Array(Prim::Bool) => {
-                let mut v = RVec::new();
-                read_array(buf, &mut pos, |b, p| {
-                    v.push(read_bool(b, p)?);
-                    Ok(())
-                })?;
-                Value::BoolArray(v)
-            }
-            Ty::Array(Prim::Int) => {
-                let mut v = RVec::new();
-                read_array(buf, &mut pos, |b, p| {
-                    v.push(read_long(b, p)?);
-                    Ok(())
-                })?;
-                Value::IntArray(v)
-            }
-            Ty::Array(Prim::Float) => {
-                let mut v = RVec::new();
-                read_array(buf, &mut pos, |b, p| {
-                    v.push(read_f32(b, p)?);
-                    Ok(())
-                })?;
-                Value::FloatArray(v)
-            }
-            Ty::Array(Prim::Double) => {
-                let mut v = RVec::new();
-                read_array(buf, &mut pos, |b, p| {
-                    v.push(read_f64(b, p)?);
-                    Ok(())
-                })?;
-                Value::FloatArray(v)
-            }
+            Ty::Array(Prim::Bool) => Value::BoolArray(read_vec(buf, &mut pos, read_bool)?),
+            Ty::Array(Prim::Int) => Value::IntArray(read_vec(buf, &mut pos, read_long)?),
+            Ty::Array(Prim::Float) => Value::FloatArray(read_vec(buf, &mut pos, read_f32)?),
+            Ty::Array(Prim::Double) => Value::FloatArray(read_vec(buf, &mut pos, read_f64)?),
             Ty::Array(Prim::Str) => unreachable!("string arrays take the generic path"),
         };
         set(&mut out, f.role, &f.name, value);
