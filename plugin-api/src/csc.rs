@@ -609,7 +609,7 @@ impl CscCore {
 
     fn start_timers(&mut self, now: f64) {
         if self.timers.is_none() {
-            let heartbeat = self.heartbeat_monitor.then(|| HeartbeatState {
+            let heartbeat = self.heartbeat_monitor.then_some(HeartbeatState {
                 lost: 0,
                 last: None,
                 deadline: now + self.heartbeat_timeout,
@@ -701,7 +701,7 @@ impl CscCore {
 
     /// Whether the csc rule answers `request`, and with which stored entry.
     pub fn reply_for(&self, request: &InitialStateRequest) -> Option<&Stored> {
-        if !self.reply_cscs.iter().any(|c| *c == request.csc) || !request.index_is(self.index) {
+        if !self.reply_cscs.contains(&request.csc) || !request.index_is(self.index) {
             return None;
         }
         let key = self.request_key(&request.event_name)?;

@@ -69,6 +69,7 @@ pub fn subscription(csc: &str, now: f64) -> OutMessage {
 /// "producer_snd": now}` where `P` is `payload_json`, wrapped in a list for [`Payload::List`].
 /// `metadata` (already JSON-encoded values) is appended at the top level, as the reference's
 /// message builder does.
+#[allow(clippy::too_many_arguments)]
 pub fn data_message(
     category: DataCategory,
     csc: &str,

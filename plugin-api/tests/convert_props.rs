@@ -178,5 +178,5 @@ fn missing_and_unknown_fields() {
     assert_eq!(v["b"], serde_json::json!({"value": true, "dataType": "Int", "units": "unitless"}));
     assert_eq!(v["s"], serde_json::json!({"value": "", "dataType": "String", "units": "unitless"}));
     assert_eq!(v["extra"], serde_json::json!({"value": "é", "dataType": "String", "units": "unitless"}));
-    assert_eq!(v.as_object().unwrap().keys().last().unwrap(), "extra");
+    assert_eq!(v.as_object().unwrap().keys().next_back().unwrap(), "extra");
 }
