@@ -18,13 +18,16 @@ fn start_host(mgr: &FakeManager, dir: &std::path::Path, extra: &[&str]) -> HostP
     HostProcess::start_with_env(&args, &[("PROCESS_CONNECTION_PASS", "pw")])
 }
 
-/// ATDome heartbeat events the manager received, as (private_seqNum, deployed marker).
-fn heartbeats(mgr: &FakeManager) -> Vec<(i64, Option<String>)> {
+/// ATDome `position` samples the manager received (forwarded on arrival with
+/// `--asynchronous-data tel_position`, as the reference does), as (private_seqNum, deployed
+/// marker). Only the live forwards (category telemetry): the stored copy also goes out as an
+/// event in each connection's initial data, as in the reference.
+fn positions(mgr: &FakeManager) -> Vec<(i64, Option<String>)> {
     mgr.json_frames()
         .into_iter()
-        .filter(|(_, m)| m["category"] == "event" && m["data"][0]["csc"] == "ATDome")
+        .filter(|(_, m)| m["category"] == "telemetry" && m["data"][0]["csc"] == "ATDome")
         .filter_map(|(_, m)| {
-            let hb = &m["data"][0]["data"]["heartbeat"][0];
+            let hb = &m["data"][0]["data"]["position"][0];
             let seq = hb["private_seqNum"]["value"].as_i64()?;
             Some((seq, m["deployed"].as_str().map(str::to_string)))
         })
@@ -45,14 +48,14 @@ async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored
     let mut host = start_host(
         &mgr,
         &dir,
-        &["--components", "ATDome", "--asynchronous-data", "evt_heartbeat", "evt_summaryState", "--sim-rate", "10", "--sim-seed", "3"],
+        &["--components", "ATDome", "--asynchronous-data", "tel_position", "evt_summaryState", "--sim-rate", "10", "--sim-seed", "3"],
     );
-    wait(&mgr, &host, "20 heartbeats from csc 1.0.0", |m| heartbeats(m).len() >= 20).await;
+    wait(&mgr, &host, "20 position samples from csc 1.0.0", |m| positions(m).len() >= 20).await;
     deploy(&dir, &v2, "liblove_plugin_csc_v2.so");
     host.wait_log(T, "deploy: plugin csc 1.0.0 -> 2.0.0");
     host.wait_log(T, "ATDome:0 moved to csc 2.0.0");
-    wait(&mgr, &host, "20 heartbeats from csc 2.0.0", |m| {
-        heartbeats(m).iter().filter(|(_, d)| d.as_deref() == Some("2.0.0")).count() >= 20
+    wait(&mgr, &host, "20 position samples from csc 2.0.0", |m| {
+        positions(m).iter().filter(|(_, d)| d.as_deref() == Some("2.0.0")).count() >= 20
     })
     .await;
     // The summaryState stored by 1.0.0 (the simulator sends it once, at start) is answered by 2.0.0.
@@ -64,12 +67,12 @@ async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored
     host.signal("TERM");
     assert!(host.wait_exit(Duration::from_secs(20)).success());
 
-    let hb = heartbeats(&mgr);
+    let hb = positions(&mgr);
     let seqs: Vec<i64> = hb.iter().map(|(s, _)| *s).collect();
     let first_v2 = hb.iter().position(|(_, d)| d.is_some()).unwrap();
     assert!(first_v2 > 0 && hb[first_v2..].iter().all(|(_, d)| d.as_deref() == Some("2.0.0")), "versions interleaved");
     for w in seqs.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "a heartbeat was lost or repeated across the swap: {seqs:?}");
+        assert_eq!(w[1], w[0] + 1, "a sample was lost or repeated across the swap: {seqs:?}");
     }
     // Metrics saw one upgrade and one successful swap.
     drop(host);
@@ -82,9 +85,9 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
     let restore_fails = csc_next_so(Some("restore-fails"));
     let create_panics = csc_next_so(Some("create-panics"));
     let skewed = fixture_so("skewed");
-    let host = start_host(&mgr, &dir, &["--components", "ATDome", "--asynchronous-data", "evt_heartbeat", "--sim-rate", "10"]);
+    let host = start_host(&mgr, &dir, &["--components", "ATDome", "--asynchronous-data", "tel_position", "--sim-rate", "10"]);
     let admin = admin_addr(&host);
-    wait(&mgr, &host, "heartbeats", |m| heartbeats(m).len() >= 5).await;
+    wait(&mgr, &host, "samples", |m| positions(m).len() >= 5).await;
 
     deploy(&dir, &restore_fails, "liblove_plugin_csc_restore_fails.so");
     assert!(host.wait_log(T, "deploy: ATDome:0 stays on").contains("refused the old one's snapshot"));
@@ -96,9 +99,9 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
     assert!(line.contains("liblove_fixture_skewed.so") && line.contains("layout of InputMsg differs"), "{line}");
 
     // Still serving, from the original csc (unmarked messages keep coming).
-    let before = heartbeats(&mgr).len();
-    wait(&mgr, &host, "heartbeats after the bad deploys", |m| heartbeats(m).len() >= before + 10).await;
-    assert!(heartbeats(&mgr).iter().all(|(_, d)| d.is_none()));
+    let before = positions(&mgr).len();
+    wait(&mgr, &host, "samples after the bad deploys", |m| positions(m).len() >= before + 10).await;
+    assert!(positions(&mgr).iter().all(|(_, d)| d.is_none()));
     let (code, metrics) = http_get(&admin, "/metrics");
     assert_eq!(code, 200);
     let failed = metrics.lines().find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("swap_failed")).unwrap();
