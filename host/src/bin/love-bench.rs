@@ -179,7 +179,8 @@ impl Hist {
             self.negative += 1;
         }
         let us = (secs.max(0.0) * 1e6).round() as u64;
-        self.counts[Self::index(us).min(self.counts.len() - 1)] += 1;
+        let last = self.counts.len() - 1;
+        self.counts[Self::index(us).min(last)] += 1;
         self.n += 1;
         self.max = self.max.max(us);
     }
