@@ -239,7 +239,6 @@ struct Inner {
     comps: Mutex<HashMap<String, Arc<Comp>>>,
     discover: Notify,
     ready: AtomicBool,
-    seq: AtomicU64,
     counters: Counters,
     writer: SalWriter,
     cmd_seq: Mutex<HashMap<String, i64>>,
@@ -275,7 +274,6 @@ impl KafkaSource {
             comps: Mutex::new(HashMap::new()),
             discover: Notify::new(),
             ready: AtomicBool::new(true),
-            seq: AtomicU64::new(1),
             counters: Counters::default(),
             writer,
             cmd_seq: Mutex::new(HashMap::new()),
@@ -342,7 +340,7 @@ impl Inner {
                 stamps,
                 fields: d.fields,
                 received,
-                seq: self.seq.fetch_add(1, Ordering::Relaxed),
+                seq: super::next_seq(),
             },
             ..Default::default()
         })
