@@ -358,26 +358,34 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
             .with_context(|| format!("starting the admin endpoint on {addr}"))?;
     }
 
-    // Run until a signal, or until a link fails fatally.
+    // Run until a signal, or until a link fails fatally. Each link task reports its end on a
+    // channel, so every task is awaited exactly once.
+    let links_total = link_tasks.len();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for ((name, _), task) in links.iter().zip(link_tasks) {
+        let (name, tx) = (name.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            let _ = tx.send((name, task.await));
+        });
+    }
+    drop(done_tx);
+    let link_outcome = |name: String, r: Result<Result<(), crate::manager::LinkError>, tokio::task::JoinError>| match r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(anyhow::Error::new(e).context(format!("manager link {name} failed"))),
+        Err(e) => Some(anyhow::anyhow!("manager link {name} task failed: {e}")),
+    };
+    let mut finished = 0;
     let mut wait = shutdown.clone();
-    let first_failure = async {
-        let mut pending: Vec<_> = link_tasks.iter_mut().collect();
-        loop {
-            if pending.is_empty() {
-                return std::future::pending::<anyhow::Error>().await;
-            }
-            let (res, idx, _) = futures_util::future::select_all(pending.iter_mut().map(|t| Box::pin(&mut **t))).await;
-            pending.remove(idx);
-            match res {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => return anyhow::Error::new(e).context("manager link failed"),
-                Err(e) => return anyhow::anyhow!("manager link task failed: {e}"),
+    let failure = loop {
+        tokio::select! {
+            _ = wait.wait() => break None,
+            Some((name, r)) = done_rx.recv() => {
+                finished += 1;
+                if let Some(e) = link_outcome(name, r) {
+                    break Some(e);
+                }
             }
         }
-    };
-    let failure = tokio::select! {
-        _ = wait.wait() => None,
-        e = first_failure => Some(e),
     };
     trigger.trigger();
     let managed = deploy_task.await.unwrap_or_default();
@@ -390,12 +398,16 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
     if let Some(e) = failure {
         return Err(e);
     }
-    for task in link_tasks {
-        match tokio::time::timeout(Duration::from_secs(10), task).await {
+    while finished < links_total {
+        match tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await {
             Err(_) => bail!("a manager link did not stop within 10 s"),
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(anyhow::Error::new(e).context("manager link failed")),
-            Ok(Err(e)) => bail!("manager link task failed: {e}"),
+            Ok(None) => break,
+            Ok(Some((name, r))) => {
+                finished += 1;
+                if let Some(e) = link_outcome(name, r) {
+                    return Err(e);
+                }
+            }
         }
     }
     info!("love-host stopped");
