@@ -270,7 +270,7 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
     let trigger = Arc::new(trigger);
     spawn_signal_handlers(trigger.clone())?;
 
-    let (sal, recorder) = open_source(&args, plan.catalog.clone(), shutdown.clone())?;
+    let (sal, recorder) = open_source(&args, plan.catalog.clone(), shutdown.clone()).await?;
     info!(source = sal.name(), "SAL source: {}", sal.name());
     let mut links = Vec::new();
     let mut link_tasks = Vec::new();
@@ -529,7 +529,7 @@ fn spawn_signal_handlers(trigger: Arc<shutdown::ShutdownTrigger>) -> anyhow::Res
 
 /// The SAL source the arguments ask for, wrapped in a recorder with `--record`. Returns the
 /// recorder too, to be finished at shutdown.
-fn open_source(
+async fn open_source(
     args: &RunArgs,
     catalog: Arc<TopicCatalog>,
     shutdown: shutdown::Shutdown,
@@ -542,7 +542,14 @@ fn open_source(
         None => SalArg::Sim,
     };
     let source: Arc<dyn SalSource> = match kind {
-        SalArg::Kafka => bail!("--sal kafka is not available in this build yet; use the simulator (--sal sim) or --replay FILE"),
+        SalArg::Kafka => {
+            let config = crate::sal::kafka::KafkaConfig::from_env()
+                .context("Kafka configuration (LSST_TOPIC_SUBNAME, LSST_KAFKA_BROKER_ADDR, LSST_SCHEMA_REGISTRY_URL, ...)")?;
+            let source = crate::sal::kafka::KafkaSource::start(config, catalog, shutdown)
+                .await
+                .context("starting the Kafka SAL source")?;
+            source
+        }
         SalArg::Replay => {
             let Some(path) = &args.replay else { bail!("--sal replay needs --replay FILE") };
             if !(args.replay_speed.is_finite() && args.replay_speed >= 0.0) {

@@ -17,6 +17,7 @@
 //! its connections, stop and restart on the same port, change its password, and stop reading
 //! (to exercise back-pressure). It stops when dropped.
 
+pub mod kafka_broker;
 pub mod registry;
 
 use std::collections::{BTreeMap, BTreeSet};

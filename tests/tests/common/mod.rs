@@ -65,7 +65,7 @@ pub fn built() -> &'static Built {
         let (target, profile) = target_and_profile();
         let mut cmd = cargo();
         cmd.current_dir(repo_root())
-            .args(["build", "-p", "love-host", "--bin", "love-host"])
+            .args(["build", "-p", "love-host", "--bin", "love-host", "--bin", "love-sal-writer"])
             .args(["-p", "love-plugin-csc", "-p", "love-plugin-scriptqueue", "-p", "love-plugin-watcher"])
             .args(profile_args(&profile))
             .env("CARGO_TARGET_DIR", &target);
