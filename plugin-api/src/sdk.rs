@@ -43,6 +43,28 @@ impl From<serde_json::Error> for PluginError {
     }
 }
 
+/// SAL command ack codes, as salobj numbers them (the `code` of [`Input::CommandAck`]).
+pub mod ack {
+    /// Command accepted.
+    pub const ACK: i64 = 300;
+    /// In progress.
+    pub const INPROGRESS: i64 = 301;
+    /// Stalled.
+    pub const STALLED: i64 = 302;
+    /// Done.
+    pub const COMPLETE: i64 = 303;
+    /// Not permitted.
+    pub const NOPERM: i64 = -300;
+    /// Not acknowledged.
+    pub const NOACK: i64 = -301;
+    /// Failed.
+    pub const FAILED: i64 = -302;
+    /// Aborted.
+    pub const ABORTED: i64 = -303;
+    /// Timed out.
+    pub const TIMEOUT: i64 = -304;
+}
+
 /// The configuration a producer is created with (JSON text across the boundary).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProducerConfig {

@@ -45,27 +45,8 @@ pub struct CommandAck {
     pub result: String,
 }
 
-/// SAL ack codes, as salobj numbers them.
-pub mod ack {
-    /// Command accepted.
-    pub const ACK: i64 = 300;
-    /// In progress.
-    pub const INPROGRESS: i64 = 301;
-    /// Stalled.
-    pub const STALLED: i64 = 302;
-    /// Done.
-    pub const COMPLETE: i64 = 303;
-    /// Not permitted.
-    pub const NOPERM: i64 = -300;
-    /// Not acknowledged.
-    pub const NOACK: i64 = -301;
-    /// Failed.
-    pub const FAILED: i64 = -302;
-    /// Aborted.
-    pub const ABORTED: i64 = -303;
-    /// Timed out.
-    pub const TIMEOUT: i64 = -304;
-}
+/// SAL ack codes, shared with plugins (they see them in `Input::CommandAck`).
+pub use love_plugin_api::sdk::ack;
 
 /// Errors a source reports.
 #[derive(Debug, thiserror::Error)]
