@@ -272,13 +272,63 @@ fn telemetry_on_arrival_case(dir: &Path) -> Case {
     Case { name: "telemetry_on_arrival", run, floor, bytes }
 }
 
+/// The event love-bench's load mode sends (10 mixed fields: double, long, boolean, string,
+/// float), forwarded on arrival by the csc plugin: the per-message work of that bench.
+fn load_event_case(dir: &Path) -> Case {
+    let plugin = load(dir, "csc");
+    let kinds = [("double", "deg"), ("long", "unitless"), ("boolean", "unitless"), ("string", "unitless"), ("float", "m")];
+    let fields: Vec<FieldInfo> =
+        (0..10).map(|f| FieldInfo::new(&format!("field{f}"), kinds[f % 5].0, 1, kinds[f % 5].1)).collect();
+    let topic = TopicInfo { name: "event0".into(), fields, rate_hz: None };
+    let values: Vec<Field> = topic
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let value = match f.idl_type.as_str() {
+                "boolean" => Value::Bool(i % 2 == 0),
+                "long" => Value::Int(1000 + i as i64),
+                "string" => Value::Str(format!("value of {}", f.name).into()),
+                _ => Value::Float((12.345678 * (i + 1) as f64) as f32 as f64),
+            };
+            Field { name: f.name.as_str().into(), value }
+        })
+        .collect();
+    let catalog = ComponentCatalog { name: "Bench000".into(), events: vec![topic], ..Default::default() };
+    let cfg = ProducerConfig { component: "Bench000".into(), producer_type: "csc".into(), catalog: Some(catalog), ..Default::default() };
+    let mut p = create(&plugin, &cfg);
+    p.handle(&input(InputKind::START), 0.0).into_result().unwrap();
+    let mut msg = sample_input(Sample {
+        component: "Bench000".into(),
+        sal_index: 0,
+        topic: "event0".into(),
+        kind: TopicKind::EVENT,
+        stamps: stamps("Bench000"),
+        fields: values.into(),
+        received: 1_700_000_000.126,
+        seq: 1,
+    });
+    let texts = sends_of(&mut p, &msg, 1.0);
+    assert_eq!(texts.len(), 1, "an event is forwarded on arrival");
+    let floor = parse_all(&texts);
+    let bytes = texts[0].len();
+    let mut now = 1.0;
+    let run = Box::new(move || {
+        now += 1e-4;
+        msg.sample.stamps.snd_stamp += 1e-4;
+        msg.sample.stamps.seq_num += 1;
+        call(&mut p, &msg, now)
+    });
+    Case { name: "love_bench_event", run, floor, bytes }
+}
+
 fn floor_encode(values: &[serde_json::Value]) -> usize {
     values.iter().map(|v| serde_json::to_string(black_box(v)).expect("encode").len()).sum()
 }
 
 fn cases() -> Vec<Case> {
     let dir = plugin_dir();
-    vec![watcher_case(&dir), telemetry_tick_case(&dir), telemetry_on_arrival_case(&dir)]
+    vec![watcher_case(&dir), telemetry_tick_case(&dir), telemetry_on_arrival_case(&dir), load_event_case(&dir)]
 }
 
 fn criterion_benches(c: &mut Criterion, cases: &mut [Case]) {

@@ -22,6 +22,9 @@ use crate::shutdown::Shutdown;
 /// Largest frame accepted from the manager (its messages are small).
 const MAX_INCOMING: usize = 16 * 1024 * 1024;
 
+/// Most messages written to the socket in one flush.
+const MAX_BATCH: usize = 64;
+
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
 }
@@ -223,7 +226,9 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
     let base = Instant::now();
     let last_rx = AtomicU64::new(0);
     let ping_interval = config.ping_interval.max(Duration::from_millis(10));
-    let mut inflight: Option<Outgoing> = None;
+    // Messages handed to the websocket but not yet flushed to the socket: on a failure they
+    // are put back at the front of the queue (they may or may not have reached the manager).
+    let mut inflight: Vec<Outgoing> = Vec::new();
     shared.up();
 
     let period = config.resubscribe_period.max(Duration::from_millis(10));
@@ -238,13 +243,24 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
     let writer = async {
         let mut last_ping = 0u64;
         loop {
+            // Feed what is queued and flush once per batch: one write for many frames rather
+            // than one per message (tungstenite also writes out when its buffer fills).
             while let Some(msg) = shared.pop() {
-                let category = msg.category;
                 let text = msg.text.clone();
-                inflight = Some(msg);
-                sink.send(Message::Text(text)).await.map_err(|e| format!("send failed: {e}"))?;
-                inflight = None;
-                shared.count_sent(category);
+                inflight.push(msg);
+                sink.feed(Message::Text(text)).await.map_err(|e| format!("send failed: {e}"))?;
+                if inflight.len() >= MAX_BATCH {
+                    sink.flush().await.map_err(|e| format!("send failed: {e}"))?;
+                    for m in inflight.drain(..) {
+                        shared.count_sent(m.category);
+                    }
+                }
+            }
+            if !inflight.is_empty() {
+                sink.flush().await.map_err(|e| format!("send failed: {e}"))?;
+                for m in inflight.drain(..) {
+                    shared.count_sent(m.category);
+                }
             }
             let idle_since = last_rx.load(Ordering::Relaxed).max(last_ping);
             let due = base + Duration::from_millis(idle_since) + ping_interval;
@@ -301,8 +317,8 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
         reason = watchdog => Some(reason),
         _ = resubscribe => None,
     };
-    if let Some(msg) = inflight.take() {
-        // It may or may not have reached the manager: send it again rather than lose it.
+    // They may or may not have reached the manager: send them again rather than lose them.
+    for msg in inflight.drain(..).rev() {
         shared.queue().push_front(msg);
     }
     match end {
