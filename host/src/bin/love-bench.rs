@@ -77,10 +77,10 @@ struct Args {
     /// Load mode: fields per event topic (mixed double, long, boolean, string, float).
     #[arg(long, default_value_t = 10)]
     fields: usize,
-    /// Measurement window in seconds (default 10; summit 60; --quick: 1.5 / 3).
+    /// Measurement window in seconds (default 10; summit 60; --quick: 1 / 2).
     #[arg(long)]
     duration: Option<f64>,
-    /// Seconds of warm-up before the window (default 1; summit 5; --quick: 0.5 / 1).
+    /// Seconds of warm-up before the window (default 1; summit 5; --quick: 0.3 / 0.5).
     #[arg(long)]
     warmup: Option<f64>,
     /// A short run (CI): short defaults for --duration and --warmup.
@@ -657,8 +657,8 @@ fn report(sink: &Sink, window: &Window, link: &ManagerHandle, producers: &[Produ
 // ---- the two modes ---------------------------------------------------------------------------
 
 async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
-    let duration = args.duration.unwrap_or(if args.quick { 1.5 } else { 10.0 });
-    let warmup = args.warmup.unwrap_or(if args.quick { 0.5 } else { 1.0 });
+    let duration = args.duration.unwrap_or(if args.quick { 1.0 } else { 10.0 });
+    let warmup = args.warmup.unwrap_or(if args.quick { 0.3 } else { 1.0 });
     let so = args.plugin_dir.join("liblove_plugin_csc.so");
     let plugin = Arc::new(load_plugin(&so).with_context(|| format!("loading {}", so.display()))?);
     let rate = args.producers as f64 * args.topics as f64 * args.rate;
@@ -744,8 +744,8 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
 }
 
 async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
-    let duration = args.duration.unwrap_or(if args.quick { 3.0 } else { 60.0 });
-    let warmup = args.warmup.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+    let duration = args.duration.unwrap_or(if args.quick { 2.0 } else { 60.0 });
+    let warmup = args.warmup.unwrap_or(if args.quick { 0.5 } else { 5.0 });
     let components = summit_components()?;
     let t = Instant::now();
     let (catalog, errors) = TopicCatalog::load_dir(&args.xml_dir)
