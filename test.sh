@@ -10,4 +10,4 @@ if [ ! -d "$LOVE_SHARED_DIR/ts_xml/sal_interfaces" ]; then
     echo "test.sh: $LOVE_SHARED_DIR/ts_xml/sal_interfaces not found; set LOVE_SHARED_DIR" >&2
     exit 2
 fi
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"

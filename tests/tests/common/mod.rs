@@ -63,13 +63,20 @@ pub fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let (target, profile) = target_and_profile();
+        // Two invocations: `--bin` would restrict every selected package to its binaries, and
+        // the plugins have none.
         let mut cmd = cargo();
         cmd.current_dir(repo_root())
             .args(["build", "-p", "love-host", "--bin", "love-host", "--bin", "love-sal-writer"])
-            .args(["-p", "love-plugin-csc", "-p", "love-plugin-scriptqueue", "-p", "love-plugin-watcher"])
             .args(profile_args(&profile))
             .env("CARGO_TARGET_DIR", &target);
-        run_cargo(cmd, "the host and plugins");
+        run_cargo(cmd, "the host");
+        let mut cmd = cargo();
+        cmd.current_dir(repo_root())
+            .args(["build", "-p", "love-plugin-csc", "-p", "love-plugin-scriptqueue", "-p", "love-plugin-watcher"])
+            .args(profile_args(&profile))
+            .env("CARGO_TARGET_DIR", &target);
+        run_cargo(cmd, "the plugins");
         let profile_dir = target.join(&profile);
         Built { host: profile_dir.join("love-host"), profile_dir }
     })
