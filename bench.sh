@@ -41,6 +41,8 @@ echo "== criterion: per-sample path through the plugin boundary (host/benches/bo
 cargo bench -p love-host --bench boundary -- "${CRIT[@]}"
 echo "== criterion: Kafka Avro decode (host/benches/kafka_decode.rs)"
 cargo bench -p love-host --bench kafka_decode -- "${CRIT[@]}"
+echo "== hot swap: per producer and for 50 csc producers (host/benches/swap.rs)"
+if [ "$QUICK" = 1 ]; then cargo bench -p love-host --bench swap -- --quick; else cargo bench -p love-host --bench swap; fi
 if [ -f plugin-api/benches/convert.rs ]; then
   echo "== criterion: in-process conversion (plugin-api/benches/convert.rs)"
   cargo bench -p love-plugin-api --bench convert -- "${CRIT[@]}"
