@@ -98,6 +98,10 @@ struct Args {
     /// Summit mode: simulator seed.
     #[arg(long, default_value_t = 1)]
     sim_seed: u64,
+    /// Load mode: the generator wakes at most once per this many milliseconds and publishes
+    /// what is due (0: at each sample's due time). Samples are stamped when published.
+    #[arg(long, default_value_t = 0.0)]
+    batch_ms: f64,
     /// Worker threads of the host's tokio runtime (default: 1 in load mode, all cores in summit).
     #[arg(long)]
     threads: Option<usize>,
@@ -430,7 +434,7 @@ struct GenStats {
 }
 
 /// Publish `rate` samples/s in total, round-robin over producers then topics, until `stop`.
-fn generate(targets: Vec<(SampleTx, Vec<Sample>)>, rate: f64, stop: Arc<AtomicBool>, stats: Arc<GenStats>) {
+fn generate(targets: Vec<(SampleTx, Vec<Sample>)>, rate: f64, batch: f64, stop: Arc<AtomicBool>, stats: Arc<GenStats>) {
     let n = targets.len() as u64;
     let t0 = Instant::now();
     let mut k: u64 = 0;
@@ -439,7 +443,7 @@ fn generate(targets: Vec<(SampleTx, Vec<Sample>)>, rate: f64, stop: Arc<AtomicBo
         let due = (elapsed * rate) as u64;
         if k >= due {
             let next = (k + 1) as f64 / rate;
-            std::thread::sleep(Duration::from_secs_f64((next - elapsed).max(0.0)));
+            std::thread::sleep(Duration::from_secs_f64((next - elapsed).max(batch)));
             continue;
         }
         let behind = ((elapsed - k as f64 / rate) * 1e6) as u64;
@@ -666,8 +670,8 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
         bail!("--producers, --topics and --rate must be positive");
     }
     println!(
-        "love-bench load: {} producers x {} event topics x {} Hz = {:.0} samples/s offered, {} fields/topic; csc plugin {} from {}; host runtime {} worker thread(s); events forwarded on arrival",
-        args.producers, args.topics, args.rate, rate, args.fields, plugin.descriptor.version, so.display(), args.threads.unwrap_or(1)
+        "love-bench load: {} producers x {} event topics x {} Hz = {:.0} samples/s offered, {} fields/topic, generator batch {} ms; csc plugin {} from {}; host runtime {} worker thread(s); events forwarded on arrival",
+        args.producers, args.topics, args.rate, rate, args.fields, args.batch_ms, plugin.descriptor.version, so.display(), args.threads.unwrap_or(1)
     );
     let (trigger, shutdown) = love_host::shutdown::channel();
     let (link, link_task) = love_host::manager::start(link_config(sink.port)?, shutdown.clone());
@@ -712,10 +716,11 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
             .collect()
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let batch = args.batch_ms.max(0.0) / 1000.0;
     let gstats = Arc::new(GenStats::default());
     let generator = {
         let (stop, gstats) = (stop.clone(), gstats.clone());
-        std::thread::Builder::new().name("bench-generator".into()).spawn(move || generate(targets, rate, stop, gstats))?
+        std::thread::Builder::new().name("bench-generator".into()).spawn(move || generate(targets, rate, batch, stop, gstats))?
     };
     let window = {
         use std::os::unix::thread::JoinHandleExt;
