@@ -555,7 +555,10 @@ async fn open_source(
             if !(args.replay_speed.is_finite() && args.replay_speed >= 0.0) {
                 bail!("--replay-speed must be 0 (as fast as possible) or a positive factor, got {}", args.replay_speed);
             }
-            let opts = ReplayOptions { speed: args.replay_speed, strict: args.replay_strict, start_delay: 1.0 };
+            // Playback starts 2 s after the first subscription, so that every producer (and the SAL
+            // subscriptions they make at start, like scriptqueue's Script:0) is subscribed before
+            // the first sample: a late subscriber would get only the latest sample of each event.
+            let opts = ReplayOptions { speed: args.replay_speed, strict: args.replay_strict, start_delay: 2.0 };
             let replay = ReplaySource::open(path, opts, shutdown.clone())
                 .with_context(|| format!("opening the replay file {}", path.display()))?;
             for skipped in replay.skipped() {

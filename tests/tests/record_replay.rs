@@ -45,7 +45,7 @@ fn a_recorded_run_replays_to_identical_producer_output() {
 
     let mut replay = HostProcess::start(&[
         "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1",
-        "--replay", rec.to_str().unwrap(), "--replay-speed", "0",
+        "--replay", rec.to_str().unwrap(), "--replay-speed", "1",
     ]);
     let total: usize = expected.values().map(Vec::len).sum();
     replay.wait_stdout(Duration::from_secs(60), "the replayed events", |msgs| {
