@@ -70,6 +70,12 @@ struct CategoryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+    counter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LinkLabels {
     link: String,
 }
@@ -212,6 +218,10 @@ pub fn render_metrics(state: &AdminState) -> String {
         ("swap_failed", &d.swaps_failed),
     ] {
         set_counter(&deploys.get_or_create(&OutcomeLabels { outcome: outcome.into() }), v.load(Ordering::Relaxed));
+    }
+    let sal_counters = counter_family::<SourceLabels>(&mut reg, "sal_source_records", "The SAL source's own counters (Kafka: decoded, delivered, out_of_order_dropped, skipped_undecodable...)");
+    for (what, v) in state.sal.counters() {
+        set_counter(&sal_counters.get_or_create(&SourceLabels { source: state.sal.name().to_string(), counter: what.to_string() }), v);
     }
     let sal_ready = Gauge::<i64>::default();
     sal_ready.set(state.sal.is_ready() as i64);

@@ -32,7 +32,10 @@ async fn kafka_source_delivers_the_simulators_streams_and_heartbeats_go_lost_whe
         .expect("start love-sal-writer");
     let dir = plugin_dir("kafka", &[plugin_so("csc"), plugin_so("watcher"), plugin_so("scriptqueue")]);
     let host = HostProcess::start_with_env(
-        &["--sal", "kafka", "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1"],
+        &[
+            "--sal", "kafka", "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1",
+            "--admin-addr", "127.0.0.1:0",
+        ],
         &env,
     );
     let heartbeat_of = |msgs: &[Value], csc: &str| -> Option<Value> {
@@ -49,6 +52,13 @@ async fn kafka_source_delivers_the_simulators_streams_and_heartbeats_go_lost_whe
             && streams_of(msgs, "ScriptQueueState").iter().any(|s| s == "scriptsStream")
             && heartbeat_of(msgs, "ATDome").is_some_and(|h| h["lost"] == 0 && h["last_heartbeat_timestamp"] != -1)
     });
+    // The source's own counters are exported.
+    let (_, metrics) = http_get(&admin_addr(&host), "/metrics");
+    let decoded = metrics
+        .lines()
+        .find(|l| l.starts_with("love_host_sal_source_records_total") && l.contains("events_decoded"))
+        .unwrap_or_else(|| panic!("no Kafka counters in /metrics:\n{metrics}"));
+    assert!(!decoded.ends_with(" 0"), "{decoded}");
     let _ = writer.kill();
     let _ = writer.wait();
     host.wait_stdout(T, "ATDome's heartbeat counted lost after the writer stopped", |msgs| {

@@ -79,6 +79,12 @@ pub trait SalSource: Send + Sync + 'static {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// The source's own counters (name, value) for the metrics endpoint, e.g. Kafka's decoded
+    /// and skipped (undecodable) records.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A shared source is a source (so wrappers like `RecordingSource<Arc<dyn SalSource>>` work).
@@ -100,6 +106,10 @@ impl<T: SalSource + ?Sized> SalSource for Arc<T> {
 
     fn is_ready(&self) -> bool {
         (**self).is_ready()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        (**self).counters()
     }
 }
 

@@ -371,6 +371,10 @@ impl<S: SalSource> SalSource for RecordingSource<S> {
     fn is_ready(&self) -> bool {
         self.inner.is_ready()
     }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.inner.counters()
+    }
 }
 
 /// How to replay.

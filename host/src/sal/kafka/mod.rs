@@ -853,6 +853,18 @@ impl SalSource for KafkaSource {
         "kafka"
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("events_decoded", s.events_decoded),
+            ("telemetry_received", s.telemetry_received),
+            ("telemetry_decoded", s.telemetry_decoded),
+            ("delivered", s.delivered),
+            ("out_of_order_dropped", s.out_of_order),
+            ("skipped_undecodable", s.skipped),
+        ]
+    }
+
     fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
         let inner = &self.inner;
         let comp = inner.comp(component);
