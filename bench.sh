@@ -20,8 +20,10 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== build (release): host, love-bench, plugins"
-cargo build --release -p love-host --bin love-host --bin love-bench \
-  -p love-plugin-csc -p love-plugin-scriptqueue -p love-plugin-watcher
+# Two invocations: --bin would restrict every selected package to its binaries (the plugins
+# have none, so no .so would be built).
+cargo build --release -p love-host --bin love-host --bin love-bench
+cargo build --release -p love-plugin-csc -p love-plugin-scriptqueue -p love-plugin-watcher
 # Absolute: cargo runs bench binaries from the package directory.
 BIN="$(cd "$TARGET/release" && pwd)"
 
