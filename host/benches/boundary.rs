@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use love_host::plugin::{load_plugin, LoadedPlugin};
-use love_plugin_api::abi::{ActionKind, Field, InputKind, InputMsg, PrivateStamps, ProducerBox, Sample, TopicKind, Value};
+use love_plugin_api::abi::{
+    ActionKind, Field, InputKind, InputMsg, PrivateStamps, ProducerBox, Sample, TopicKind, Value,
+};
 use love_plugin_api::catalog::{ComponentCatalog, FieldInfo, TopicInfo};
 use love_plugin_api::sdk::{Action, ProducerConfig};
 
@@ -134,7 +136,12 @@ fn watcher_case(dir: &Path) -> Case {
     let cat = love_host::sal::catalog::TopicCatalog::builtin();
     let catalog = cat.component("Watcher").expect("built-in Watcher catalog").clone();
     let alarm = catalog.event("alarm").expect("alarm event").clone();
-    let cfg = ProducerConfig { component: "Watcher".into(), producer_type: "watcher".into(), catalog: Some(catalog), ..Default::default() };
+    let cfg = ProducerConfig {
+        component: "Watcher".into(),
+        producer_type: "watcher".into(),
+        catalog: Some(catalog),
+        ..Default::default()
+    };
     let mut p = create(&plugin, &cfg);
     p.handle(&input(InputKind::START), 1.0).into_result().unwrap();
     let fields: Vec<Field> = alarm
@@ -224,7 +231,12 @@ fn telemetry_tick_case(dir: &Path) -> Case {
     let plugin = load(dir, "csc");
     let catalog = bench_catalog();
     let sample = telemetry_sample(&catalog);
-    let cfg = ProducerConfig { component: "BenchCSC".into(), producer_type: "csc".into(), catalog: Some(catalog), ..Default::default() };
+    let cfg = ProducerConfig {
+        component: "BenchCSC".into(),
+        producer_type: "csc".into(),
+        catalog: Some(catalog),
+        ..Default::default()
+    };
     let mut p = create(&plugin, &cfg);
     // Timers start at the first input: telemetry is due at 2, 4, 6…
     p.handle(&input(InputKind::START), 0.0).into_result().unwrap();
@@ -276,7 +288,8 @@ fn telemetry_on_arrival_case(dir: &Path) -> Case {
 /// float), forwarded on arrival by the csc plugin: the per-message work of that bench.
 fn load_event_case(dir: &Path) -> Case {
     let plugin = load(dir, "csc");
-    let kinds = [("double", "deg"), ("long", "unitless"), ("boolean", "unitless"), ("string", "unitless"), ("float", "m")];
+    let kinds =
+        [("double", "deg"), ("long", "unitless"), ("boolean", "unitless"), ("string", "unitless"), ("float", "m")];
     let fields: Vec<FieldInfo> =
         (0..10).map(|f| FieldInfo::new(&format!("field{f}"), kinds[f % 5].0, 1, kinds[f % 5].1)).collect();
     let topic = TopicInfo { name: "event0".into(), fields, rate_hz: None };
@@ -295,7 +308,12 @@ fn load_event_case(dir: &Path) -> Case {
         })
         .collect();
     let catalog = ComponentCatalog { name: "Bench000".into(), events: vec![topic], ..Default::default() };
-    let cfg = ProducerConfig { component: "Bench000".into(), producer_type: "csc".into(), catalog: Some(catalog), ..Default::default() };
+    let cfg = ProducerConfig {
+        component: "Bench000".into(),
+        producer_type: "csc".into(),
+        catalog: Some(catalog),
+        ..Default::default()
+    };
     let mut p = create(&plugin, &cfg);
     p.handle(&input(InputKind::START), 0.0).into_result().unwrap();
     let mut msg = sample_input(Sample {
@@ -387,7 +405,14 @@ fn summary(cases: &mut [Case]) {
         let (fb, fm) = time_ns(budget, || floor_encode(&floor));
         println!(
             "{:<22} {:>8.0}ns {:>8.0}ns {:>8.0}ns {:>8.0}ns {:>7.2}x {:>7.2}x {:>9}",
-            case.name, pb, pm, fb, fm, pb / fb, pm / fm, case.bytes
+            case.name,
+            pb,
+            pm,
+            fb,
+            fm,
+            pb / fb,
+            pm / fm,
+            case.bytes
         );
     }
     println!("load average at the end: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());

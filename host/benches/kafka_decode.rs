@@ -65,7 +65,9 @@ fn telemetry() -> (DecodePlan, Vec<u8>) {
     info.push(FieldInfo::new("forces", "float", 156, "N"));
     let schema = topic_schema("MTM1M3", "forceActuatorData", false, &info).to_string();
     let plan = DecodePlan::from_schema_text(&schema).unwrap();
-    let mut fields: Vec<Field> = (0..30).map(|i| Field { name: format!("value{i}").as_str().into(), value: Value::Float(i as f64 * 0.5) }).collect();
+    let mut fields: Vec<Field> = (0..30)
+        .map(|i| Field { name: format!("value{i}").as_str().into(), value: Value::Float(i as f64 * 0.5) })
+        .collect();
     fields.push(Field { name: "forces".into(), value: Value::FloatArray((0..156).map(|i| i as f64 * 0.25).collect()) });
     let body = encode(plan.schema(), 0, &stamps(), &fields).unwrap();
     (plan, body)

@@ -86,7 +86,12 @@ fn main() {
         per.sort();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!("hot swap of {producers} csc producers (debug={}):", cfg!(debug_assertions));
-        println!("  per producer: p50 {:.0} us, p99 {:.0} us, max {:.0} us (snapshot+create+restore+start)", us(per[per.len() / 2]), us(per[per.len() * 99 / 100]), us(*per.last().unwrap()));
+        println!(
+            "  per producer: p50 {:.0} us, p99 {:.0} us, max {:.0} us (snapshot+create+restore+start)",
+            us(per[per.len() / 2]),
+            us(per[per.len() * 99 / 100]),
+            us(*per.last().unwrap())
+        );
         println!("  all {producers}, one after the other, requests included: {:.2} ms", total.as_secs_f64() * 1e3);
         println!("  snapshot size: {} bytes on average", bytes / producers as usize);
         trigger.trigger();

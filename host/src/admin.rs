@@ -131,16 +131,42 @@ fn set_counter(c: &Counter, v: u64) {
 /// The metrics text, built from the live counters at scrape time.
 pub fn render_metrics(state: &AdminState) -> String {
     let mut reg = Registry::with_prefix("love_host");
-    let sent = counter_family::<CategoryLabels>(&mut reg, "messages_sent", "Messages producers sent, by component and category");
-    let samples = counter_family::<ComponentLabels>(&mut reg, "sal_samples_received", "SAL samples delivered to each producer");
+    let sent = counter_family::<CategoryLabels>(
+        &mut reg,
+        "messages_sent",
+        "Messages producers sent, by component and category",
+    );
+    let samples =
+        counter_family::<ComponentLabels>(&mut reg, "sal_samples_received", "SAL samples delivered to each producer");
     let restarts = counter_family::<ComponentLabels>(&mut reg, "producer_restarts", "Producer restarts after a panic");
     let panics = counter_family::<ComponentLabels>(&mut reg, "producer_panics", "Panics caught inside producers");
-    let errors = counter_family::<ComponentLabels>(&mut reg, "producer_errors", "Errors returned by producers (not panics)");
-    let requests = counter_family::<ComponentLabels>(&mut reg, "initial_state_requests", "initial_state requests handed to each producer");
-    let replies = counter_family::<ComponentLabels>(&mut reg, "initial_state_replies", "Messages sent in answer to initial_state requests");
-    let last_sample = gauge_family::<ComponentLabels>(&mut reg, "last_sample_age_seconds", "Seconds since each producer's last SAL sample (-1: none yet)");
-    let hb_lost = gauge_family::<ComponentLabels>(&mut reg, "heartbeat_lost", "Lost heartbeats in each producer's latest Heartbeat message (-1: none yet)");
-    let serving = gauge_family::<ServingLabels>(&mut reg, "producer_info", "Which producer type and plugin serve each component (value 1)");
+    let errors =
+        counter_family::<ComponentLabels>(&mut reg, "producer_errors", "Errors returned by producers (not panics)");
+    let requests = counter_family::<ComponentLabels>(
+        &mut reg,
+        "initial_state_requests",
+        "initial_state requests handed to each producer",
+    );
+    let replies = counter_family::<ComponentLabels>(
+        &mut reg,
+        "initial_state_replies",
+        "Messages sent in answer to initial_state requests",
+    );
+    let last_sample = gauge_family::<ComponentLabels>(
+        &mut reg,
+        "last_sample_age_seconds",
+        "Seconds since each producer's last SAL sample (-1: none yet)",
+    );
+    let hb_lost = gauge_family::<ComponentLabels>(
+        &mut reg,
+        "heartbeat_lost",
+        "Lost heartbeats in each producer's latest Heartbeat message (-1: none yet)",
+    );
+    let serving = gauge_family::<ServingLabels>(
+        &mut reg,
+        "producer_info",
+        "Which producer type and plugin serve each component (value 1)",
+    );
     let now = unix_now();
     for p in &state.producers {
         let c = ComponentLabels { component: p.component.name.clone(), index: p.component.index.to_string() };
@@ -149,7 +175,9 @@ pub fn render_metrics(state: &AdminState) -> String {
             let l = CategoryLabels { component: c.component.clone(), index: c.index.clone(), category: cat.into() };
             set_counter(&sent.get_or_create(&l), v.load(Ordering::Relaxed));
         }
-        let other = st.sent.load(Ordering::Relaxed)
+        let other = st
+            .sent
+            .load(Ordering::Relaxed)
             .saturating_sub(st.sent_event.load(Ordering::Relaxed) + st.sent_telemetry.load(Ordering::Relaxed));
         let l = CategoryLabels { component: c.component.clone(), index: c.index.clone(), category: "other".into() };
         set_counter(&sent.get_or_create(&l), other);
@@ -164,15 +192,29 @@ pub fn render_metrics(state: &AdminState) -> String {
         hb_lost.get_or_create(&c).set(st.heartbeat_lost().map(|v| v as i64).unwrap_or(-1));
         let (ty, label) = p.current.lock().map(|g| g.clone()).unwrap_or_default();
         serving
-            .get_or_create(&ServingLabels { component: c.component.clone(), index: c.index.clone(), producer_type: ty, plugin: label })
+            .get_or_create(&ServingLabels {
+                component: c.component.clone(),
+                index: c.index.clone(),
+                producer_type: ty,
+                plugin: label,
+            })
             .set(1);
     }
 
     let connected = gauge_family::<LinkLabels>(&mut reg, "manager_connected", "1 while the manager link is up");
-    let connections = counter_family::<LinkLabels>(&mut reg, "manager_connections", "Successful manager connections (the first and every reconnection)");
-    let failures = counter_family::<LinkReasonLabels>(&mut reg, "manager_connect_failures", "Failed manager connection attempts");
+    let connections = counter_family::<LinkLabels>(
+        &mut reg,
+        "manager_connections",
+        "Successful manager connections (the first and every reconnection)",
+    );
+    let failures =
+        counter_family::<LinkReasonLabels>(&mut reg, "manager_connect_failures", "Failed manager connection attempts");
     let disconnections = counter_family::<LinkLabels>(&mut reg, "manager_disconnections", "Manager connections lost");
-    let link_sent = counter_family::<LinkReasonLabels>(&mut reg, "link_frames_sent", "Frames written to the manager socket, by category (in reason)");
+    let link_sent = counter_family::<LinkReasonLabels>(
+        &mut reg,
+        "link_frames_sent",
+        "Frames written to the manager socket, by category (in reason)",
+    );
     let drops = counter_family::<LinkReasonLabels>(&mut reg, "queue_dropped", "Messages not sent as queued, by reason");
     let depth = gauge_family::<LinkLabels>(&mut reg, "queue_depth", "Messages waiting for the manager link");
     let qbytes = gauge_family::<LinkLabels>(&mut reg, "queue_bytes", "Bytes waiting for the manager link");
@@ -188,7 +230,9 @@ pub fn render_metrics(state: &AdminState) -> String {
         for (cat, v) in [("event", ls.sent_event), ("telemetry", ls.sent_telemetry), ("other", ls.sent_other)] {
             set_counter(&link_sent.get_or_create(&lr(cat)), v);
         }
-        for (reason, v) in [("coalesced", ls.coalesced), ("overflow", ls.dropped_overflow), ("disconnected", ls.dropped_disconnected)] {
+        for (reason, v) in
+            [("coalesced", ls.coalesced), ("overflow", ls.dropped_overflow), ("disconnected", ls.dropped_disconnected)]
+        {
             set_counter(&drops.get_or_create(&lr(reason)), v);
         }
         depth.get_or_create(&l).set(ls.queue_depth as i64);
@@ -200,7 +244,11 @@ pub fn render_metrics(state: &AdminState) -> String {
         for p in r.plugins() {
             let d = &p.descriptor;
             plugins
-                .get_or_create(&PluginLabels { plugin: d.name.clone(), version: d.version.clone(), producer_type: d.producer_type.clone() })
+                .get_or_create(&PluginLabels {
+                    plugin: d.name.clone(),
+                    version: d.version.clone(),
+                    producer_type: d.producer_type.clone(),
+                })
                 .set(1);
         }
     }
@@ -219,9 +267,17 @@ pub fn render_metrics(state: &AdminState) -> String {
     ] {
         set_counter(&deploys.get_or_create(&OutcomeLabels { outcome: outcome.into() }), v.load(Ordering::Relaxed));
     }
-    let sal_counters = counter_family::<SourceLabels>(&mut reg, "sal_source_records", "The SAL source's own counters (Kafka: decoded, delivered, out_of_order_dropped, skipped_undecodable...)");
+    let sal_counters = counter_family::<SourceLabels>(
+        &mut reg,
+        "sal_source_records",
+        "The SAL source's own counters (Kafka: decoded, delivered, out_of_order_dropped, skipped_undecodable...)",
+    );
     for (what, v) in state.sal.counters() {
-        set_counter(&sal_counters.get_or_create(&SourceLabels { source: state.sal.name().to_string(), counter: what.to_string() }), v);
+        set_counter(
+            &sal_counters
+                .get_or_create(&SourceLabels { source: state.sal.name().to_string(), counter: what.to_string() }),
+            v,
+        );
     }
     let sal_ready = Gauge::<i64>::default();
     sal_ready.set(state.sal.is_ready() as i64);

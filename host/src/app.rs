@@ -12,10 +12,10 @@ use tracing::{error, info, warn};
 
 use crate::cli::{LogFormat, RunArgs, SalArg, SinkArg};
 use crate::component::ComponentName;
+use crate::deploy::{Deployer, FactoryInputs, ManagedProducer};
 use crate::factory::{assign, parse_overrides, Assignment, ProducerSource};
 use crate::manager::config::{LinkConfig, SinkKind};
 use crate::plugin::{loader::host_api_version, scan_dir, PluginRegistry};
-use crate::deploy::{Deployer, FactoryInputs, ManagedProducer};
 use crate::runtime::{spawn_producer, CreateFn, ProducerSpec, RuntimeContext, RuntimeSettings};
 use crate::sal::catalog::TopicCatalog;
 use crate::sal::SalSource;
@@ -96,7 +96,10 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         Some(dir) => {
             let report = scan_dir(dir)?;
             if report.loaded.is_empty() && report.refused.is_empty() {
-                warn!("plugin directory {} holds no plugins (*.so); only the built-in base producer is available", dir.display());
+                warn!(
+                    "plugin directory {} holds no plugins (*.so); only the built-in base producer is available",
+                    dir.display()
+                );
             }
             for p in &report.loaded {
                 let d = &p.descriptor;
@@ -128,7 +131,11 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         }
         None => {
             let cat = TopicCatalog::builtin();
-            info!("topic catalog: built-in ({} components: {}); use --xml-dir for any CSC", cat.len(), cat.names().join(", "));
+            info!(
+                "topic catalog: built-in ({} components: {}); use --xml-dir for any CSC",
+                cat.len(),
+                cat.names().join(", ")
+            );
             cat
         }
     };
@@ -312,10 +319,8 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
             subscribe_own: config.catalog.is_some() && !matches!(a.source, ProducerSource::Base),
             config,
         };
-        let ctx = RuntimeContext {
-            outbox: Arc::new(links[link_plan.link_of(&a.component)].1.clone()),
-            ..base_ctx.clone()
-        };
+        let ctx =
+            RuntimeContext { outbox: Arc::new(links[link_plan.link_of(&a.component)].1.clone()), ..base_ctx.clone() };
         match spawn_producer(spec, ctx) {
             Ok(handle) => {
                 let plugin = match &a.source {
@@ -369,7 +374,8 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
         });
     }
     drop(done_tx);
-    let link_outcome = |name: String, r: Result<Result<(), crate::manager::LinkError>, tokio::task::JoinError>| match r {
+    let link_outcome = |name: String, r: Result<Result<(), crate::manager::LinkError>, tokio::task::JoinError>| match r
+    {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(anyhow::Error::new(e).context(format!("manager link {name} failed"))),
         Err(e) => Some(anyhow::anyhow!("manager link {name} task failed: {e}")),
@@ -451,9 +457,7 @@ fn start_deployment(
     })
     .context("starting the plugin directory watcher")?;
     use notify::Watcher;
-    watcher
-        .watch(&dir, notify::RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", dir.display()))?;
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive).with_context(|| format!("watching {}", dir.display()))?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -543,8 +547,9 @@ async fn open_source(
     };
     let source: Arc<dyn SalSource> = match kind {
         SalArg::Kafka => {
-            let config = crate::sal::kafka::KafkaConfig::from_env()
-                .context("Kafka configuration (LSST_TOPIC_SUBNAME, LSST_KAFKA_BROKER_ADDR, LSST_SCHEMA_REGISTRY_URL, ...)")?;
+            let config = crate::sal::kafka::KafkaConfig::from_env().context(
+                "Kafka configuration (LSST_TOPIC_SUBNAME, LSST_KAFKA_BROKER_ADDR, LSST_SCHEMA_REGISTRY_URL, ...)",
+            )?;
             let source = crate::sal::kafka::KafkaSource::start(config, catalog, shutdown)
                 .await
                 .context("starting the Kafka SAL source")?;
@@ -582,9 +587,8 @@ async fn open_source(
     };
     match &args.record {
         Some(path) => {
-            let recorder = Arc::new(
-                Recorder::create(path).with_context(|| format!("creating the recording {}", path.display()))?,
-            );
+            let recorder =
+                Arc::new(Recorder::create(path).with_context(|| format!("creating the recording {}", path.display()))?);
             info!("recording every SAL sample to {}", path.display());
             Ok((Arc::new(RecordingSource::new(source, recorder.clone())), Some(recorder)))
         }

@@ -37,9 +37,9 @@
 //!   (which a restart or hot reload would change); and because it keeps one envelope shape for
 //!   all producers.
 
+use love_plugin_api::abi::{Category, LogLevel, Sample, TopicKind};
 use love_plugin_api::json::{write_f64, write_str, write_value};
 use love_plugin_api::message::{self, OutMessage};
-use love_plugin_api::abi::{Category, LogLevel, Sample, TopicKind};
 use love_plugin_api::sdk::{Actions, Input, PluginError, ProducerConfig, ProducerLogic};
 use serde_json::Value as J;
 
@@ -197,15 +197,19 @@ impl ProducerLogic for BaseProducer {
     }
 
     fn restore(&mut self, snapshot: &str) -> Result<(), PluginError> {
-        let v: J = serde_json::from_str(snapshot).map_err(|e| PluginError::new(format!("invalid base snapshot: {e}")))?;
-        let version = v.get("version").and_then(J::as_u64).ok_or_else(|| PluginError::new("base snapshot without a version"))?;
+        let v: J =
+            serde_json::from_str(snapshot).map_err(|e| PluginError::new(format!("invalid base snapshot: {e}")))?;
+        let version =
+            v.get("version").and_then(J::as_u64).ok_or_else(|| PluginError::new("base snapshot without a version"))?;
         if version > SNAPSHOT_VERSION {
             return Err(PluginError::new(format!(
                 "base snapshot version {version} is newer than this host understands ({SNAPSHOT_VERSION})"
             )));
         }
         let mut samples = Vec::new();
-        for entry in v.get("samples").and_then(J::as_array).ok_or_else(|| PluginError::new("base snapshot without samples"))? {
+        for entry in
+            v.get("samples").and_then(J::as_array).ok_or_else(|| PluginError::new("base snapshot without samples"))?
+        {
             match entry.as_array().map(|a| a.as_slice()) {
                 Some([J::String(k), J::String(data)]) => samples.push((k.clone(), data.clone())),
                 _ => return Err(PluginError::new("invalid base snapshot entry")),
@@ -226,7 +230,8 @@ mod tests {
     const CLOCK: f64 = 1_700_000_000.5;
 
     fn golden(file: &str) -> Vec<J> {
-        let path = love_plugin_api::driver::golden::shared_dir(env!("CARGO_MANIFEST_DIR")).join("spec/golden").join(file);
+        let path =
+            love_plugin_api::driver::golden::shared_dir(env!("CARGO_MANIFEST_DIR")).join("spec/golden").join(file);
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .lines()
@@ -296,11 +301,8 @@ mod tests {
         // Step 3: generic data after that: same message minus the leaked `csc`.
         let mut out = Actions::new();
         direct.handle_data(serde_json::json!({"name": "x", "value": 1}), "event", CLOCK, &mut out).unwrap();
-        let sent: Vec<J> = out
-            .into_vec()
-            .iter()
-            .map(|a| love_plugin_api::json::parse_lenient(a.text.as_str()).unwrap())
-            .collect();
+        let sent: Vec<J> =
+            out.into_vec().iter().map(|a| love_plugin_api::json::parse_lenient(a.text.as_str()).unwrap()).collect();
         let mut want = outputs(&steps[3]);
         want[0].as_object_mut().unwrap().remove("csc");
         assert_eq!(sent, want);
@@ -343,7 +345,10 @@ mod tests {
     fn initial_data_snapshot_and_samples() {
         let (mut d, _) = driver();
         let sent = parsed(&d.sent(Input::Connected, CLOCK).unwrap());
-        assert_eq!(sent, vec![serde_json::json!({"category": "event", "data": [{"summaryState": 4}], "producer_snd": CLOCK})]);
+        assert_eq!(
+            sent,
+            vec![serde_json::json!({"category": "event", "data": [{"summaryState": 4}], "producer_snd": CLOCK})]
+        );
         let sample = Sample {
             component: "UnitTest1".into(),
             topic: "position".into(),
@@ -352,7 +357,12 @@ mod tests {
             ..Default::default()
         };
         let sent = d.sample(&sample, CLOCK).unwrap();
-        assert_eq!(sent, vec![r#"{"category": "telemetry", "data": [{"name": "position", "x": NaN}], "producer_snd": 1700000000.5}"#]);
+        assert_eq!(
+            sent,
+            vec![
+                r#"{"category": "telemetry", "data": [{"name": "position", "x": NaN}], "producer_snd": 1700000000.5}"#
+            ]
+        );
         let snap = d.snapshot().unwrap();
         let mut fresh = TestDriver::new(BaseProducer::new("UnitTest1").unwrap());
         fresh.restore(&snap).unwrap();
@@ -376,7 +386,14 @@ mod tests {
         }
         // Step 3/4: data envelopes; step 4 carries metadata, appended after producer_snd.
         let m = message::data_message(
-            message::DataCategory::Telemetry, "x", 0, "s", "{}", message::Payload::List, CLOCK, &[],
+            message::DataCategory::Telemetry,
+            "x",
+            0,
+            "s",
+            "{}",
+            message::Payload::List,
+            CLOCK,
+            &[],
         );
         assert_eq!(keys(&love_plugin_api::json::parse_lenient(&m.text).unwrap()), keys(&outputs(step(3))[0]));
         let mut text = String::from("{\"category\": \"event\", \"data\": [{\"a\": 1}], \"producer_snd\": ");

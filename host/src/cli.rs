@@ -254,8 +254,16 @@ mod tests {
 
     #[test]
     fn parses_components_and_levels() {
-        let cli = Cli::try_parse_from(["love-host", "--log-level", "30", "--components", "Watcher", "ScriptQueue:1", "ATDome"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "love-host",
+            "--log-level",
+            "30",
+            "--components",
+            "Watcher",
+            "ScriptQueue:1",
+            "ATDome",
+        ])
+        .unwrap();
         assert_eq!(cli.run.log_level, LogLevel::Warning);
         assert_eq!(cli.run.component_args(), ["Watcher", "ScriptQueue:1", "ATDome"]);
         let cli = Cli::try_parse_from(["love-host", "ATDome", "Watcher"]).unwrap();

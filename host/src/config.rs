@@ -81,9 +81,8 @@ pub fn parse_with_config(argv: Vec<OsString>) -> Result<(Cli, Vec<LinkSpec>), an
     let Some(path) = matches.get_one::<PathBuf>("config").cloned() else {
         return Ok((Cli::from_arg_matches(&matches)?, Vec::new()));
     };
-    let (extra, links) = file_arguments(&path, &cmd, |id| {
-        matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue))
-    })?;
+    let (extra, links) =
+        file_arguments(&path, &cmd, |id| matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue)))?;
     let mut full = argv;
     full.extend(extra);
     let cli = match Cli::try_parse_from(&full) {
@@ -109,10 +108,11 @@ fn file_arguments(
     let mut links = Vec::new();
     for (key, value) in &table {
         if key == "links" {
-            links = value
-                .clone()
-                .try_into::<Vec<LinkSpec>>()
-                .map_err(|e| ConfigFileError::BadValue { path: path.to_path_buf(), key: key.clone(), reason: e.to_string() })?;
+            links = value.clone().try_into::<Vec<LinkSpec>>().map_err(|e| ConfigFileError::BadValue {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
             continue;
         }
         let id = key.replace('-', "_");

@@ -99,7 +99,12 @@ pub struct Deployer {
 impl Deployer {
     /// Start tracking `dir`, whose plugins were already loaded at start-up (`initial`, loaded
     /// from their deployed paths).
-    pub fn new(dir: &Path, copies_dir: &Path, allow_downgrade: bool, initial: &[Arc<LoadedPlugin>]) -> std::io::Result<Self> {
+    pub fn new(
+        dir: &Path,
+        copies_dir: &Path,
+        allow_downgrade: bool,
+        initial: &[Arc<LoadedPlugin>],
+    ) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(copies_dir)?;
         std::fs::set_permissions(copies_dir, std::fs::Permissions::from_mode(0o700))?;
@@ -116,10 +121,7 @@ impl Deployer {
         }
         let stats = Arc::new(DeployStats::default());
         stats.library_copies.store(initial.len() as u64, Ordering::Relaxed);
-        let active = initial
-            .iter()
-            .map(|p| (p.descriptor.name.clone(), (p.clone(), p.path.clone())))
-            .collect();
+        let active = initial.iter().map(|p| (p.descriptor.name.clone(), (p.clone(), p.path.clone()))).collect();
         Ok(Deployer {
             dir: dir.to_path_buf(),
             copies_dir: copies_dir.to_path_buf(),
@@ -164,8 +166,7 @@ impl Deployer {
             self.seen.insert(path.clone(), *st);
             actions.push(self.load_new(path));
         }
-        let gone: Vec<PathBuf> =
-            self.seen.keys().filter(|p| !present.iter().any(|(q, _)| q == *p)).cloned().collect();
+        let gone: Vec<PathBuf> = self.seen.keys().filter(|p| !present.iter().any(|(q, _)| q == *p)).cloned().collect();
         for path in gone {
             self.seen.remove(&path);
             let name = self.active.iter().find(|(_, (_, src))| *src == path).map(|(n, _)| n.clone());
@@ -349,11 +350,8 @@ pub async fn apply(
 
 /// Log what is loaded and who serves what (after start-up and after every deployment).
 pub fn log_report(registry: &crate::plugin::PluginRegistry, managed: &[ManagedProducer], stats: &DeployStats) {
-    let plugins: Vec<String> = registry
-        .plugins()
-        .iter()
-        .map(|p| format!("{} {}", p.descriptor.name, p.descriptor.version))
-        .collect();
+    let plugins: Vec<String> =
+        registry.plugins().iter().map(|p| format!("{} {}", p.descriptor.name, p.descriptor.version)).collect();
     let serving: Vec<String> = managed
         .iter()
         .map(|m| {

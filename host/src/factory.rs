@@ -168,8 +168,9 @@ mod tests {
     #[test]
     fn index_on_non_indexed_component_is_refused() {
         let reg = PluginRegistry::default();
-        let err = assign(&ComponentName::parse("Watcher:1").unwrap(), &BTreeMap::new(), &reg, Some(&cat("Watcher", false)))
-            .unwrap_err();
+        let err =
+            assign(&ComponentName::parse("Watcher:1").unwrap(), &BTreeMap::new(), &reg, Some(&cat("Watcher", false)))
+                .unwrap_err();
         assert_eq!(err.to_string(), "component Watcher: index 1 must be 0; Watcher is not an indexed SAL component");
     }
 

@@ -228,7 +228,8 @@ pub fn unix_now() -> f64 {
 /// task.
 pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<ProducerHandle, String> {
     let config_json = serde_json::to_string(&spec.config).map_err(|e| e.to_string())?;
-    let producer = (spec.create)(&config_json).map_err(|e| format!("{}: cannot create producer: {e}", spec.component))?;
+    let producer =
+        (spec.create)(&config_json).map_err(|e| format!("{}: cannot create producer: {e}", spec.component))?;
     let status = Arc::new(ProducerStatus::new());
     let (sample_tx, sample_rx) = mpsc::channel(ctx.settings.inbox_capacity);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -429,7 +430,9 @@ impl ProducerTask {
                 self.status.sent.fetch_add(1, Ordering::Relaxed);
                 match m.category {
                     love_plugin_api::abi::Category::EVENT => self.status.sent_event.fetch_add(1, Ordering::Relaxed),
-                    love_plugin_api::abi::Category::TELEMETRY => self.status.sent_telemetry.fetch_add(1, Ordering::Relaxed),
+                    love_plugin_api::abi::Category::TELEMETRY => {
+                        self.status.sent_telemetry.fetch_add(1, Ordering::Relaxed)
+                    }
                     _ => 0,
                 };
                 if m.csc == "Heartbeat" {
@@ -540,7 +543,8 @@ impl ProducerTask {
         let mut config: ProducerConfig = serde_json::from_str(&self.config_json).map_err(|e| e.to_string())?;
         config.producer_type = producer_type.clone();
         let config_json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
-        let mut fresh = (create)(&config_json).map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"))?;
+        let mut fresh =
+            (create)(&config_json).map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"))?;
         if let Some(snap) = &snapshot {
             if let RResult::RErr(e) = fresh.restore(RStr::from(snap.as_str())) {
                 return Err(format!("{c}:{i}: the new producer refused the old one's snapshot: {e}"));
@@ -784,9 +788,11 @@ mod tests {
         let err = handle.replace(refuses, "counter", "bad 2.0.1", true, true).await.unwrap_err();
         assert!(err.contains("refused the old one's snapshot"), "{err}");
         let panics: CreateFn = Arc::new(|_| {
-            love_plugin_api::sdk::create_guarded::<Counter>(r#"{"component": "Counter"}"#.into(), |_| panic!("panic in create"))
-                .into_result()
-                .map_err(|e| e.to_string())
+            love_plugin_api::sdk::create_guarded::<Counter>(r#"{"component": "Counter"}"#.into(), |_| {
+                panic!("panic in create")
+            })
+            .into_result()
+            .map_err(|e| e.to_string())
         });
         let err = handle.replace(panics, "counter", "bad 2.0.2", true, true).await.unwrap_err();
         assert!(err.contains("panic"), "{err}");
@@ -807,10 +813,7 @@ mod tests {
             outbox: outbox.clone(),
             sal: sal.clone(),
             catalog: Arc::new(|_| None),
-            settings: RuntimeSettings {
-                snapshot_interval: Duration::from_millis(20),
-                ..Default::default()
-            },
+            settings: RuntimeSettings { snapshot_interval: Duration::from_millis(20), ..Default::default() },
             shutdown,
         };
         let spec = ProducerSpec {
@@ -838,7 +841,9 @@ mod tests {
         let counts: Vec<String> = sent
             .iter()
             .filter(|m| m.stream == "count")
-            .map(|m| serde_json::from_str::<serde_json::Value>(&m.text).unwrap()["data"][0]["data"]["count"][0].to_string())
+            .map(|m| {
+                serde_json::from_str::<serde_json::Value>(&m.text).unwrap()["data"][0]["data"]["count"][0].to_string()
+            })
             .collect();
         // The restored producer continues from the snapshot: 4 and 5, nothing lost.
         assert_eq!(counts, ["1", "2", "3", "4", "5"]);

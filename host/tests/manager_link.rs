@@ -37,7 +37,9 @@ fn msg(category: Category, csc: &str, stream: &str, payload: Value) -> Outgoing 
         Category::TELEMETRY => "telemetry",
         _ => "event",
     };
-    let text = json!({"category": cat, "data": [{"csc": csc, "salindex": 0, "data": {stream: payload}}], "producer_snd": 1.5}).to_string();
+    let text =
+        json!({"category": cat, "data": [{"csc": csc, "salindex": 0, "data": {stream: payload}}], "producer_snd": 1.5})
+            .to_string();
     Outgoing { category, csc: csc.into(), salindex: 0, stream: stream.into(), text, created: 0.0 }
 }
 
@@ -127,7 +129,10 @@ async fn wrong_password_is_logged_redacted_and_retried_until_accepted() {
     let (handle, task) = manager::start(config(&fake.url(), NASTY), sd);
     let mut events = handle.events();
 
-    assert!(fake.wait_until(WAIT, |f| f.handshakes().iter().filter(|h| h.status == 403).count() >= 3).await, "no retries");
+    assert!(
+        fake.wait_until(WAIT, |f| f.handshakes().iter().filter(|h| h.status == 403).count() >= 3).await,
+        "no retries"
+    );
     assert!(eventually(WAIT, || handle.stats().password_rejections >= 3).await, "{:?}", handle.stats());
     assert!(!handle.is_connected());
     let stats = handle.stats();
@@ -192,7 +197,10 @@ async fn manager_restart_reconnects_without_ghost_and_sends_latest_state() {
         // One at a time: telemetry queued behind a newer value of its stream would be replaced.
         handle.send(tel("position", v));
         handle.send(tel("temperature", v));
-        assert!(fake.wait_until(WAIT, |f| f.stream_values("telemetry", "ATDome", 0, "temperature").len() == v as usize).await);
+        assert!(
+            fake.wait_until(WAIT, |f| f.stream_values("telemetry", "ATDome", 0, "temperature").len() == v as usize)
+                .await
+        );
     }
 
     // The manager goes away; the producers keep producing.
@@ -219,15 +227,27 @@ async fn manager_restart_reconnects_without_ghost_and_sends_latest_state() {
     // Subscriptions re-sent at once on the new connection, and the latest state delivered.
     assert!(fake.wait_until(WAIT, |f| f.groups(2).contains("initial_state-ATDome-all-all")).await);
     assert!(
-        fake.wait_until(WAIT, |f| f.stream_values("telemetry", "ATDome", 0, "position").iter().any(|(c, v)| *c == 2 && v["v"] == 50))
+        fake.wait_until(WAIT, |f| f
+            .stream_values("telemetry", "ATDome", 0, "position")
+            .iter()
+            .any(|(c, v)| *c == 2 && v["v"] == 50))
             .await
     );
     assert!(
-        fake.wait_until(WAIT, |f| f.stream_values("telemetry", "ATDome", 0, "temperature").iter().any(|(c, v)| *c == 2 && v["v"] == 50))
+        fake.wait_until(WAIT, |f| f
+            .stream_values("telemetry", "ATDome", 0, "temperature")
+            .iter()
+            .any(|(c, v)| *c == 2 && v["v"] == 50))
             .await
     );
-    assert!(fake.wait_until(WAIT, |f| f.stream_values("event", "ATDome", 0, "errorCode").iter().any(|(c, _)| *c == 2)).await);
-    assert!(fake.wait_until(WAIT, |f| f.stream_values("event", "ATDome", 0, "summaryState").iter().any(|(c, _)| *c == 2)).await);
+    assert!(
+        fake.wait_until(WAIT, |f| f.stream_values("event", "ATDome", 0, "errorCode").iter().any(|(c, _)| *c == 2))
+            .await
+    );
+    assert!(
+        fake.wait_until(WAIT, |f| f.stream_values("event", "ATDome", 0, "summaryState").iter().any(|(c, _)| *c == 2))
+            .await
+    );
     // Only the latest value per telemetry stream was kept while down.
     let positions: Vec<i64> = fake
         .stream_values("telemetry", "ATDome", 0, "position")
@@ -282,7 +302,9 @@ async fn a_manager_that_stops_reading_leaves_the_queue_bounded() {
             Category::TELEMETRY => ("telemetry", format!(r#"{{"v": {v}, "pad": "{big}"}}"#)),
             _ => ("event", format!(r#"[{{"v": {v}, "pad": "{big}"}}]"#)),
         };
-        let text = format!(r#"{{"category": "{cat}", "data": [{{"csc": "ATDome", "salindex": 0, "data": {{"{stream}": {payload}}}}}], "producer_snd": 1.5}}"#);
+        let text = format!(
+            r#"{{"category": "{cat}", "data": [{{"csc": "ATDome", "salindex": 0, "data": {{"{stream}": {payload}}}}}], "producer_snd": 1.5}}"#
+        );
         Outgoing { category, csc: "ATDome".into(), salindex: 0, stream: stream.into(), text, created: 0.0 }
     };
     let big_tel = |stream: &str, v: i64| big_msg(Category::TELEMETRY, stream, v);
@@ -316,7 +338,10 @@ async fn a_manager_that_stops_reading_leaves_the_queue_bounded() {
     fake.resume_reading();
     assert!(eventually(WAIT, || handle.stats().queue_depth == 0).await, "{:?}", handle.stats());
     assert!(
-        fake.wait_until(WAIT, |f| f.stream_values("telemetry", "ATDome", 0, "t19").iter().any(|(_, v)| v["v"] == total - 1))
+        fake.wait_until(WAIT, |f| f
+            .stream_values("telemetry", "ATDome", 0, "t19")
+            .iter()
+            .any(|(_, v)| v["v"] == total - 1))
             .await
     );
     assert_eq!(fake.connections(), 1);
@@ -399,7 +424,10 @@ async fn malformed_frames_are_dropped_and_the_link_survives() {
     // The link still delivers both ways.
     handle.send(evt("summaryState", 3));
     assert!(
-        fake.wait_until(WAIT, |f| f.stream_values("event", "ATDome", 0, "summaryState").iter().any(|(_, v)| v[0]["v"] == 3))
+        fake.wait_until(WAIT, |f| f
+            .stream_values("event", "ATDome", 0, "summaryState")
+            .iter()
+            .any(|(_, v)| v[0]["v"] == 3))
             .await
     );
     assert_eq!(fake.send_initial_state_request("ATDome", "all", "summaryState"), 1);
@@ -456,7 +484,13 @@ fn password_is_percent_encoded_and_never_shown() {
 
     let from_arg = ManagerUrl::parse("wss://example.org/manager/ws/subscription", NASTY).unwrap();
     let cfg = LinkConfig { url: Some(from_arg.clone()), ..LinkConfig::default() };
-    for shown in [from_env.to_string(), format!("{from_env:?}"), from_arg.to_string(), format!("{from_arg:?}"), format!("{cfg:?}")] {
+    for shown in [
+        from_env.to_string(),
+        format!("{from_env:?}"),
+        from_arg.to_string(),
+        format!("{from_arg:?}"),
+        format!("{cfg:?}"),
+    ] {
         assert_no_secret("Display/Debug", &shown);
     }
     // Errors about a URL carrying the password do not repeat it.

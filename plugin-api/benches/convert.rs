@@ -64,7 +64,8 @@ fn alarm() -> (TopicInfo, Sample) {
 }
 
 fn telemetry() -> (TopicInfo, Sample) {
-    let mut fields_info: Vec<FieldInfo> = (0..30).map(|i| FieldInfo::new(&format!("value{i}"), "double", 1, "deg")).collect();
+    let mut fields_info: Vec<FieldInfo> =
+        (0..30).map(|i| FieldInfo::new(&format!("value{i}"), "double", 1, "deg")).collect();
     fields_info.push(FieldInfo::new("forces", "float", 156, "N"));
     let mut fields: Vec<Field> =
         (0..30).map(|i| Field::new(&format!("value{i}"), Value::Float(i as f64 * 1.234_567_89 - 17.5))).collect();
@@ -101,7 +102,11 @@ fn bench(c: &mut Criterion) {
 
     let cfg = ProducerConfig {
         component: "Watcher".into(),
-        catalog: Some(ComponentCatalog { name: "Watcher".into(), events: vec![alarm_topic.clone()], ..Default::default() }),
+        catalog: Some(ComponentCatalog {
+            name: "Watcher".into(),
+            events: vec![alarm_topic.clone()],
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let mut core = CscCore::new(&cfg).unwrap();

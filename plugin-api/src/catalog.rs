@@ -111,9 +111,9 @@ impl FieldInfo {
     pub fn scalar_kind(&self) -> ScalarKind {
         match self.idl_type.as_str() {
             "boolean" | "bool" => ScalarKind::Bool,
-            "byte" | "octet" | "short" | "int" | "long" | "long long" | "unsigned short"
-            | "unsigned int" | "unsigned long" | "unsigned long long" | "int8" | "int16"
-            | "int32" | "int64" | "uint8" | "uint16" | "uint32" | "uint64" => ScalarKind::Int,
+            "byte" | "octet" | "short" | "int" | "long" | "long long" | "unsigned short" | "unsigned int"
+            | "unsigned long" | "unsigned long long" | "int8" | "int16" | "int32" | "int64" | "uint8" | "uint16"
+            | "uint32" | "uint64" => ScalarKind::Int,
             "float" | "double" => ScalarKind::Float,
             "string" => ScalarKind::Str,
             _ => ScalarKind::Other,

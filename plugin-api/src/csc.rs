@@ -335,7 +335,10 @@ fn positive_setting(cfg: &ProducerConfig, name: &str, default: f64, logs: &mut V
         Some(text) => match text.trim().parse::<f64>() {
             Ok(v) if v > 0.0 && v.is_finite() => v,
             _ => {
-                logs.push((LogLevel::WARNING, format!("setting {name}={text:?} is not a positive number; using {default}")));
+                logs.push((
+                    LogLevel::WARNING,
+                    format!("setting {name}={text:?} is not a positive number; using {default}"),
+                ));
                 default
             }
         },
@@ -934,8 +937,8 @@ impl CscCore {
                 "csc snapshot version {version} is newer than this plugin understands ({SNAPSHOT_VERSION})"
             )));
         }
-        let snap: CoreSnapshot = serde_json::from_value(v.clone())
-            .map_err(|e| PluginError::new(format!("invalid csc snapshot: {e}")))?;
+        let snap: CoreSnapshot =
+            serde_json::from_value(v.clone()).map_err(|e| PluginError::new(format!("invalid csc snapshot: {e}")))?;
         if snap.component != self.component || snap.index != self.index {
             return Err(PluginError::new(format!(
                 "snapshot of {}:{} cannot be restored into {}:{}",
@@ -1105,7 +1108,9 @@ mod tests {
         let s = sample(TopicKind::EVENT, "summaryState", vec![("summaryState", Value::Int(2))]);
         run(&mut core, Input::Sample(&s), T);
         let req = |csc: &str, idx: &str, name: &str| {
-            format!(r#"{{"category": "initial_state", "data": [{{"csc": "{csc}", {idx} "data": {{"event_name": "{name}"}}}}]}}"#)
+            format!(
+                r#"{{"category": "initial_state", "data": [{{"csc": "{csc}", {idx} "data": {{"event_name": "{name}"}}}}]}}"#
+            )
         };
         for (text, expect) in [
             (req("Dome", r#""salindex": 0,"#, "summaryState"), true),
@@ -1122,9 +1127,15 @@ mod tests {
             let (_, sent) = run(&mut core, Input::ManagerMessage(&text), T);
             assert_eq!(sent.len(), expect as usize, "{text}");
         }
-        for bad in ["", "not json", "{}", r#"{"category": "initial_state"}"#, r#"{"category": "initial_state", "data": []}"#,
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            r#"{"category": "initial_state"}"#,
+            r#"{"category": "initial_state", "data": []}"#,
             r#"{"category": "initial_state", "data": [{"csc": "Dome", "stream": {"event_name": "summaryState"}}]}"#,
-            r#"{"category": "initial_state", "data": [{"csc": "Dome", "data": {"event_name": 3}}]}"#] {
+            r#"{"category": "initial_state", "data": [{"csc": "Dome", "data": {"event_name": 3}}]}"#,
+        ] {
             let (h, sent) = run(&mut core, Input::ManagerMessage(bad), T);
             assert_eq!(h, Handled::Malformed, "{bad}");
             assert!(sent.is_empty());
@@ -1143,7 +1154,8 @@ mod tests {
         assert!(!sets.heartbeat_monitor);
         let mut out = Actions::new();
         core.handle(Input::Start, T, &mut out).unwrap();
-        let warnings = out.into_vec().iter().filter(|a| matches!(Action::decode(a), Action::Log { level: 30, .. })).count();
+        let warnings =
+            out.into_vec().iter().filter(|a| matches!(Action::decode(a), Action::Log { level: 30, .. })).count();
         assert_eq!(warnings, 2);
     }
 

@@ -285,7 +285,9 @@ pub mod golden {
     pub fn value_of(v: &J, info: Option<&FieldInfo>) -> Value {
         let kind = info.map(|f| f.scalar_kind());
         match (v, kind) {
-            (J::Array(items), Some(ScalarKind::Bool)) => Value::BoolArray(items.iter().map(|x| int_of(x) != 0).collect()),
+            (J::Array(items), Some(ScalarKind::Bool)) => {
+                Value::BoolArray(items.iter().map(|x| int_of(x) != 0).collect())
+            }
             (J::Array(items), Some(ScalarKind::Int)) => Value::IntArray(items.iter().map(int_of).collect()),
             (J::Array(items), Some(ScalarKind::Float)) => Value::FloatArray(items.iter().map(float_of).collect()),
             (J::Array(items), _) => {

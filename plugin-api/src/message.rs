@@ -106,13 +106,7 @@ pub fn data_message(
         text.push_str(v);
     }
     text.push('}');
-    OutMessage {
-        category: category.coalescing(),
-        csc: csc.to_string(),
-        salindex,
-        stream: stream.to_string(),
-        text,
-    }
+    OutMessage { category: category.coalescing(), csc: csc.to_string(), salindex, stream: stream.to_string(), text }
 }
 
 /// An event message with a one-element list payload and no metadata: the common case.

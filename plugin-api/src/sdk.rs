@@ -12,8 +12,7 @@ use abi_stable::std_types::{RBoxError, RErr, ROk, RResult, RStr, RString, RVec};
 use serde::{Deserialize, Serialize};
 
 use crate::abi::{
-    ActionKind, ActionMsg, Category, Field, InputKind, InputMsg, LogLevel, Producer, ProducerBox, Producer_TO,
-    Sample,
+    ActionKind, ActionMsg, Category, Field, InputKind, InputMsg, LogLevel, Producer, ProducerBox, Producer_TO, Sample,
 };
 use crate::catalog::ComponentCatalog;
 use crate::message::OutMessage;
@@ -240,9 +239,7 @@ impl Action {
             },
             ActionKind::LOG => Action::Log { level: m.code as u32, text: m.text.to_string() },
             ActionKind::WAKE_AT => Action::WakeAt(m.number),
-            ActionKind::SUBSCRIBE_SAL => {
-                Action::SubscribeSal { component: m.component.to_string(), index: m.index }
-            }
+            ActionKind::SUBSCRIBE_SAL => Action::SubscribeSal { component: m.component.to_string(), index: m.index },
             other => Action::Unknown(other.0),
         }
     }

@@ -37,9 +37,13 @@ fn field() -> impl Strategy<Value = (FieldInfo, Value)> {
         let value: BoxedStrategy<Value> = match (idl, count > 1) {
             ("string", _) => "\\PC{0,20}".prop_map(|s: String| Value::Str(s.into())).boxed(),
             ("boolean", false) => any::<bool>().prop_map(Value::Bool).boxed(),
-            ("boolean", true) => prop::collection::vec(any::<bool>(), n).prop_map(|v| Value::BoolArray(v.into())).boxed(),
+            ("boolean", true) => {
+                prop::collection::vec(any::<bool>(), n).prop_map(|v| Value::BoolArray(v.into())).boxed()
+            }
             ("float" | "double", false) => any_f64().prop_map(Value::Float).boxed(),
-            ("float" | "double", true) => prop::collection::vec(any_f64(), n).prop_map(|v| Value::FloatArray(v.into())).boxed(),
+            ("float" | "double", true) => {
+                prop::collection::vec(any_f64(), n).prop_map(|v| Value::FloatArray(v.into())).boxed()
+            }
             (_, false) => any::<i64>().prop_map(Value::Int).boxed(),
             (_, true) => prop::collection::vec(any::<i64>(), n).prop_map(|v| Value::IntArray(v.into())).boxed(),
         };
@@ -63,9 +67,15 @@ fn value_matches(got: &J, want: &Value) -> bool {
         Value::Int(i) => got.is_i64() && got.as_i64() == Some(*i),
         Value::Float(f) => float_matches(got, *f),
         Value::Str(s) => got.as_str() == Some(s.as_str()),
-        Value::BoolArray(a) => got.as_array().is_some_and(|g| g.len() == a.len() && g.iter().zip(a.iter()).all(|(x, y)| x.as_bool() == Some(*y))),
-        Value::IntArray(a) => got.as_array().is_some_and(|g| g.len() == a.len() && g.iter().zip(a.iter()).all(|(x, y)| x.is_i64() && x.as_i64() == Some(*y))),
-        Value::FloatArray(a) => got.as_array().is_some_and(|g| g.len() == a.len() && g.iter().zip(a.iter()).all(|(x, y)| float_matches(x, *y))),
+        Value::BoolArray(a) => got
+            .as_array()
+            .is_some_and(|g| g.len() == a.len() && g.iter().zip(a.iter()).all(|(x, y)| x.as_bool() == Some(*y))),
+        Value::IntArray(a) => got.as_array().is_some_and(|g| {
+            g.len() == a.len() && g.iter().zip(a.iter()).all(|(x, y)| x.is_i64() && x.as_i64() == Some(*y))
+        }),
+        Value::FloatArray(a) => got
+            .as_array()
+            .is_some_and(|g| g.len() == a.len() && g.iter().zip(a.iter()).all(|(x, y)| float_matches(x, *y))),
         Value::Json(_) => true,
     }
 }

@@ -44,7 +44,15 @@ impl Broker {
         };
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_path())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -65,4 +73,3 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 }
-

@@ -182,7 +182,8 @@ impl FakeManager {
     /// for `127.0.0.1` and `localhost` (see [`FakeManager::ca_pem`]).
     pub async fn start_tls(password: &str) -> FakeManager {
         let rcgen::CertifiedKey { cert, key_pair } =
-            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("certificate");
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("certificate");
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -285,7 +286,9 @@ impl FakeManager {
                 continue;
             }
             for el in v.get("data").and_then(Value::as_array).into_iter().flatten() {
-                if el.get("csc").and_then(Value::as_str) == Some(csc) && el.get("salindex").and_then(Value::as_i64) == Some(salindex) {
+                if el.get("csc").and_then(Value::as_str) == Some(csc)
+                    && el.get("salindex").and_then(Value::as_i64) == Some(salindex)
+                {
                     if let Some(d) = el.get("data").and_then(|d| d.get(stream)) {
                         out.push((conn, d.clone()));
                     }
@@ -312,7 +315,8 @@ impl FakeManager {
     /// subscribes to that event. Returns how many connections it was sent to.
     pub fn send_initial_state_request(&self, csc: &str, salindex: impl Into<Value>, event_name: &str) -> usize {
         let legacy = *self.inner.legacy.lock().unwrap_or_else(|p| p.into_inner());
-        let group = if legacy { "initial_state-all-all-all".to_string() } else { format!("initial_state-{csc}-all-all") };
+        let group =
+            if legacy { "initial_state-all-all-all".to_string() } else { format!("initial_state-{csc}-all-all") };
         let t = unix_now();
         let text = json!({
             "category": "initial_state",
@@ -545,7 +549,13 @@ mod tests {
         for ok in ["/manager/ws/subscription", "/manager/ws/subscription/", "/manager/auxtel/ws/subscription"] {
             assert!(manager_path_matches(ok), "{ok}");
         }
-        for bad in ["/manager/ws/subscriptionx", "/ws/subscription", "manager/ws/subscription", "/manager/ws/subscription//", "/"] {
+        for bad in [
+            "/manager/ws/subscriptionx",
+            "/ws/subscription",
+            "manager/ws/subscription",
+            "/manager/ws/subscription//",
+            "/",
+        ] {
             assert!(!manager_path_matches(bad), "{bad}");
         }
     }

@@ -145,15 +145,21 @@ fn handle(st: &Mutex<State>, method: &str, path: &str, body: &[u8]) -> (u16, Val
             (200, version_answer(&st, subject, n))
         }
         ("POST", ["subjects", subject, "versions"]) => {
-            let Some(schema) = schema_of(body) else { return (422, json!({"error_code": 42201, "message": "Invalid schema"})) };
+            let Some(schema) = schema_of(body) else {
+                return (422, json!({"error_code": 42201, "message": "Invalid schema"}));
+            };
             match register(&mut st, subject, &schema) {
                 Ok(id) => (200, json!({"id": id})),
                 Err(e) => (422, json!({"error_code": 42201, "message": e})),
             }
         }
         ("POST", ["subjects", subject]) => {
-            let Some(schema) = schema_of(body) else { return (422, json!({"error_code": 42201, "message": "Invalid schema"})) };
-            let Ok(parsed) = serde_json::from_str::<Value>(&schema) else { return (422, json!({"error_code": 42201, "message": "Invalid schema"})) };
+            let Some(schema) = schema_of(body) else {
+                return (422, json!({"error_code": 42201, "message": "Invalid schema"}));
+            };
+            let Ok(parsed) = serde_json::from_str::<Value>(&schema) else {
+                return (422, json!({"error_code": 42201, "message": "Invalid schema"}));
+            };
             let Some(v) = st.subjects.get(*subject) else { return not_found(40401, "Subject not found.") };
             match v.iter().position(|id| st.schemas[id].1 == parsed) {
                 Some(pos) => (200, version_answer(&st, subject, pos + 1)),

@@ -13,7 +13,8 @@ const T: Duration = Duration::from_secs(60);
 
 fn start_host(mgr: &FakeManager, dir: &std::path::Path, extra: &[&str]) -> HostProcess {
     let url = mgr.url();
-    let mut args = vec!["--plugin-dir", dir.to_str().unwrap(), "--manager-url", url.as_str(), "--admin-addr", "127.0.0.1:0"];
+    let mut args =
+        vec!["--plugin-dir", dir.to_str().unwrap(), "--manager-url", url.as_str(), "--admin-addr", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     HostProcess::start_with_env(&args, &[("PROCESS_CONNECTION_PASS", "pw")])
 }
@@ -48,7 +49,17 @@ async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored
     let mut host = start_host(
         &mgr,
         &dir,
-        &["--components", "ATDome", "--asynchronous-data", "tel_position", "evt_summaryState", "--sim-rate", "10", "--sim-seed", "3"],
+        &[
+            "--components",
+            "ATDome",
+            "--asynchronous-data",
+            "tel_position",
+            "evt_summaryState",
+            "--sim-rate",
+            "10",
+            "--sim-seed",
+            "3",
+        ],
     );
     wait(&mgr, &host, "20 position samples from csc 1.0.0", |m| positions(m).len() >= 20).await;
     deploy(&dir, &v2, "liblove_plugin_csc_v2.so");
@@ -61,7 +72,9 @@ async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored
     // The summaryState stored by 1.0.0 (the simulator sends it once, at start) is answered by 2.0.0.
     mgr.send_initial_state_request("ATDome", 0, "summaryState");
     wait(&mgr, &host, "the summaryState reply from csc 2.0.0", |m| {
-        m.json_frames().iter().any(|(_, f)| f["deployed"] == "2.0.0" && f["data"][0]["data"].get("summaryState").is_some())
+        m.json_frames()
+            .iter()
+            .any(|(_, f)| f["deployed"] == "2.0.0" && f["data"][0]["data"].get("summaryState").is_some())
     })
     .await;
     host.signal("TERM");
@@ -85,7 +98,8 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
     let restore_fails = csc_next_so(Some("restore-fails"));
     let create_panics = csc_next_so(Some("create-panics"));
     let skewed = fixture_so("skewed");
-    let host = start_host(&mgr, &dir, &["--components", "ATDome", "--asynchronous-data", "tel_position", "--sim-rate", "10"]);
+    let host =
+        start_host(&mgr, &dir, &["--components", "ATDome", "--asynchronous-data", "tel_position", "--sim-rate", "10"]);
     let admin = admin_addr(&host);
     wait(&mgr, &host, "samples", |m| positions(m).len() >= 5).await;
 
@@ -104,9 +118,15 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
     assert!(positions(&mgr).iter().all(|(_, d)| d.is_none()));
     let (code, metrics) = http_get(&admin, "/metrics");
     assert_eq!(code, 200);
-    let failed = metrics.lines().find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("swap_failed")).unwrap();
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("swap_failed"))
+        .unwrap();
     assert!(failed.ends_with(" 2"), "{failed}");
-    let refused = metrics.lines().find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("\"refused\"")).unwrap();
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("\"refused\""))
+        .unwrap();
     assert!(refused.ends_with(" 1"), "{refused}");
 }
 

@@ -54,11 +54,21 @@ fn f(name: &str, v: Value) -> (&str, Value) {
 }
 
 fn field<'a>(m: &'a InputMsg, name: &str) -> &'a Value {
-    &m.sample.fields.iter().find(|f| f.name.as_str() == name).unwrap_or_else(|| panic!("no field {name} in {:?}", m.sample)).value
+    &m.sample
+        .fields
+        .iter()
+        .find(|f| f.name.as_str() == name)
+        .unwrap_or_else(|| panic!("no field {name} in {:?}", m.sample))
+        .value
 }
 
 /// Receive until `cond` holds for the messages so far or `timeout` passes.
-async fn collect(rx: &mut mpsc::Receiver<Arc<InputMsg>>, got: &mut Vec<Arc<InputMsg>>, timeout: Duration, cond: impl Fn(&[Arc<InputMsg>]) -> bool) -> bool {
+async fn collect(
+    rx: &mut mpsc::Receiver<Arc<InputMsg>>,
+    got: &mut Vec<Arc<InputMsg>>,
+    timeout: Duration,
+    cond: impl Fn(&[Arc<InputMsg>]) -> bool,
+) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if cond(got) {
@@ -82,12 +92,32 @@ async fn events_late_joiner_then_live() {
     let test = s.writer("Test").await;
     // History, written before the source starts.
     for state in [1, 2] {
-        csc.write("ATDome", 0, TopicKind::EVENT, "summaryState", &kafka::fields(&[f("summaryState", Value::Int(state))])).await.unwrap();
+        csc.write(
+            "ATDome",
+            0,
+            TopicKind::EVENT,
+            "summaryState",
+            &kafka::fields(&[f("summaryState", Value::Int(state))]),
+        )
+        .await
+        .unwrap();
     }
     csc.write("ATDome", 0, TopicKind::EVENT, "heartbeat", &[]).await.unwrap();
     for i in 0..6 {
         let idx = 1 + i % 3;
-        test.write("Test", idx, TopicKind::EVENT, "scalars", &kafka::fields(&[f("int0", Value::Int(100 * idx + i)), f("float0", Value::Float(0.1)), f("string0", Value::Str(format!("n{i}").into()))])).await.unwrap();
+        test.write(
+            "Test",
+            idx,
+            TopicKind::EVENT,
+            "scalars",
+            &kafka::fields(&[
+                f("int0", Value::Int(100 * idx + i)),
+                f("float0", Value::Float(0.1)),
+                f("string0", Value::Str(format!("n{i}").into())),
+            ]),
+        )
+        .await
+        .unwrap();
     }
 
     let src = s.source().await;
@@ -99,7 +129,12 @@ async fn events_late_joiner_then_live() {
     src.subscribe("Test", 0, atx).unwrap();
 
     let mut got = Vec::new();
-    assert!(collect(&mut rx, &mut got, Duration::from_secs(15), |g| !topics(g, "summaryState").is_empty() && !topics(g, "heartbeat").is_empty()).await, "late-joiner events: {got:?}");
+    assert!(
+        collect(&mut rx, &mut got, Duration::from_secs(15), |g| !topics(g, "summaryState").is_empty()
+            && !topics(g, "heartbeat").is_empty())
+        .await,
+        "late-joiner events: {got:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     while let Ok(m) = rx.try_recv() {
         got.push(m);
@@ -144,7 +179,10 @@ async fn events_late_joiner_then_live() {
         .await
         .unwrap();
     let mut live = Vec::new();
-    assert!(collect(&mut trx, &mut live, Duration::from_secs(10), |g| !topics(g, "arrays").is_empty()).await, "{live:?}");
+    assert!(
+        collect(&mut trx, &mut live, Duration::from_secs(10), |g| !topics(g, "arrays").is_empty()).await,
+        "{live:?}"
+    );
     let a = &topics(&live, "arrays")[0];
     assert_eq!(a.sample.stamps.seq_num, written.stamps.seq_num);
     assert_eq!(a.sample.stamps.snd_stamp, written.stamps.snd_stamp);
@@ -156,13 +194,31 @@ async fn events_late_joiner_then_live() {
     assert_eq!(field(a, "int0"), &Value::IntArray(vec![0; 5].into()), "missing fields take salobj's defaults");
     // Field order: the topic's, as in ts_xml.
     let names: Vec<&str> = a.sample.fields.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["boolean0", "byte0", "short0", "int0", "long0", "longLong0", "unsignedShort0", "unsignedInt0", "float0", "double0"]);
+    assert_eq!(
+        names,
+        [
+            "boolean0",
+            "byte0",
+            "short0",
+            "int0",
+            "long0",
+            "longLong0",
+            "unsignedShort0",
+            "unsignedInt0",
+            "float0",
+            "double0"
+        ]
+    );
 
     // A later subscriber gets the current state first.
     let (ltx, mut lrx) = mpsc::channel(100);
     src.subscribe("ATDome", 0, ltx).unwrap();
     let mut late = Vec::new();
-    assert!(collect(&mut lrx, &mut late, Duration::from_secs(5), |g| !topics(g, "summaryState").is_empty() && !topics(g, "heartbeat").is_empty()).await);
+    assert!(
+        collect(&mut lrx, &mut late, Duration::from_secs(5), |g| !topics(g, "summaryState").is_empty()
+            && !topics(g, "heartbeat").is_empty())
+        .await
+    );
     // The schema of each id was fetched at most once (cache).
     let lookups = s.registry.id_lookups();
     assert!(lookups <= s.registry.subjects().len(), "{lookups} lookups for {} subjects", s.registry.subjects().len());
@@ -173,11 +229,21 @@ async fn telemetry_is_coalesced_to_the_interval() {
     let s = setup().await;
     let csc = s.writer("ATDome").await;
     // The topic exists before the source starts (telemetry readers start at the watermark).
-    csc.write("ATDome", 0, TopicKind::TELEMETRY, "position", &kafka::fields(&[f("azimuthPosition", Value::Float(-1.0))])).await.unwrap();
+    csc.write(
+        "ATDome",
+        0,
+        TopicKind::TELEMETRY,
+        "position",
+        &kafka::fields(&[f("azimuthPosition", Value::Float(-1.0))]),
+    )
+    .await
+    .unwrap();
     let src = s.source().await;
     let (tx, mut rx) = mpsc::channel(1000);
     src.subscribe("ATDome", 0, tx).unwrap();
-    assert!(kafka_wait(|| src.reading("ATDome").iter().any(|t| t.ends_with(".position")), Duration::from_secs(10)).await);
+    assert!(
+        kafka_wait(|| src.reading("ATDome").iter().any(|t| t.ends_with(".position")), Duration::from_secs(10)).await
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = std::time::Instant::now();
     let n = 60;
@@ -187,7 +253,11 @@ async fn telemetry_is_coalesced_to_the_interval() {
             0,
             TopicKind::TELEMETRY,
             "position",
-            &kafka::fields(&[f("azimuthPosition", Value::Float(i as f64)), f("azimuthEncoderPosition", Value::Int(i)), f("mainDoorOpeningPercentage", Value::Float(0.3))]),
+            &kafka::fields(&[
+                f("azimuthPosition", Value::Float(i as f64)),
+                f("azimuthEncoderPosition", Value::Int(i)),
+                f("mainDoorOpeningPercentage", Value::Float(0.3)),
+            ]),
         )
         .await
         .unwrap();
@@ -195,7 +265,14 @@ async fn telemetry_is_coalesced_to_the_interval() {
     }
     let mut got = Vec::new();
     let last = Value::Float((n - 1) as f64);
-    assert!(collect(&mut rx, &mut got, Duration::from_secs(10), |g| topics(g, "position").last().map(|m| field(m, "azimuthPosition") == &last).unwrap_or(false)).await, "{got:?}");
+    assert!(
+        collect(&mut rx, &mut got, Duration::from_secs(10), |g| topics(g, "position")
+            .last()
+            .map(|m| field(m, "azimuthPosition") == &last)
+            .unwrap_or(false))
+        .await,
+        "{got:?}"
+    );
     let elapsed = start.elapsed();
     let pos = topics(&got, "position");
     let intervals = (elapsed.as_secs_f64() / 0.4).ceil() as usize + 1;
@@ -236,12 +313,35 @@ async fn out_of_order_dropped_and_bad_records_skipped_and_new_topics_picked_up()
     // A topic created after the subscription is picked up.
     let t0 = current_tai();
     let opts = |snd: f64| WriteOptions { snd_stamp: Some(snd), ..Default::default() };
-    csc.write_with("Test", 1, TopicKind::EVENT, "logLevel", &kafka::fields(&[f("level", Value::Int(10))]), opts(t0)).await.unwrap();
-    assert!(collect(&mut rx, &mut got, Duration::from_secs(10), |g| !topics(g, "logLevel").is_empty()).await, "new topic not picked up");
+    csc.write_with("Test", 1, TopicKind::EVENT, "logLevel", &kafka::fields(&[f("level", Value::Int(10))]), opts(t0))
+        .await
+        .unwrap();
+    assert!(
+        collect(&mut rx, &mut got, Duration::from_secs(10), |g| !topics(g, "logLevel").is_empty()).await,
+        "new topic not picked up"
+    );
 
     // Older than the last one of the same salIndex: dropped. Another salIndex: its own order.
-    csc.write_with("Test", 1, TopicKind::EVENT, "logLevel", &kafka::fields(&[f("level", Value::Int(20))]), opts(t0 - 10.0)).await.unwrap();
-    csc.write_with("Test", 2, TopicKind::EVENT, "logLevel", &kafka::fields(&[f("level", Value::Int(30))]), opts(t0 - 20.0)).await.unwrap();
+    csc.write_with(
+        "Test",
+        1,
+        TopicKind::EVENT,
+        "logLevel",
+        &kafka::fields(&[f("level", Value::Int(20))]),
+        opts(t0 - 10.0),
+    )
+    .await
+    .unwrap();
+    csc.write_with(
+        "Test",
+        2,
+        TopicKind::EVENT,
+        "logLevel",
+        &kafka::fields(&[f("level", Value::Int(30))]),
+        opts(t0 - 20.0),
+    )
+    .await
+    .unwrap();
 
     // Bad records: not Confluent, unknown schema id, a body that does not decode.
     let topic = s.config.topic_name("Test", "logevent_logLevel");
@@ -250,10 +350,28 @@ async fn out_of_order_dropped_and_bad_records_skipped_and_new_topics_picked_up()
     csc.write_raw(&topic, key.clone(), b"{\"json\": true}".to_vec()).await.unwrap();
     csc.write_raw(&topic, key.clone(), kafka::avro::confluent(9999, &[2, 0, 0])).await.unwrap();
     csc.write_raw(&topic, key.clone(), kafka::avro::confluent(id, &[2, 0, 0])).await.unwrap();
-    csc.write_with("Test", 1, TopicKind::EVENT, "logLevel", &kafka::fields(&[f("level", Value::Int(40))]), opts(t0 + 1.0)).await.unwrap();
+    csc.write_with(
+        "Test",
+        1,
+        TopicKind::EVENT,
+        "logLevel",
+        &kafka::fields(&[f("level", Value::Int(40))]),
+        opts(t0 + 1.0),
+    )
+    .await
+    .unwrap();
 
-    assert!(collect(&mut rx, &mut got, Duration::from_secs(10), |g| topics(g, "logLevel").iter().any(|m| field(m, "level") == &Value::Int(40))).await, "{got:?}");
-    let levels: Vec<(i64, Value)> = topics(&got, "logLevel").iter().map(|m| (m.sample.sal_index, field(m, "level").clone())).collect();
+    assert!(
+        collect(&mut rx, &mut got, Duration::from_secs(10), |g| topics(g, "logLevel").iter().any(|m| field(
+            m, "level"
+        ) == &Value::Int(
+            40
+        )))
+        .await,
+        "{got:?}"
+    );
+    let levels: Vec<(i64, Value)> =
+        topics(&got, "logLevel").iter().map(|m| (m.sample.sal_index, field(m, "level").clone())).collect();
     assert_eq!(levels, vec![(1, Value::Int(10)), (2, Value::Int(30)), (1, Value::Int(40))]);
     let st = src.stats();
     assert_eq!(st.out_of_order, 1, "{st:?}");
@@ -299,13 +417,40 @@ async fn fake_controller(s: &Setup, stop: tokio::sync::watch::Receiver<bool>) {
                 _ => String::new(),
             };
             // Someone else's command with the same seqNum: must not match.
-            ctl.write_with("ScriptQueue", 1, TopicKind::ACK, "ackcmd", &ackcmd(ack::FAILED, d.stamps.origin + 1, 0.0, "not yours"), opts()).await.unwrap();
+            ctl.write_with(
+                "ScriptQueue",
+                1,
+                TopicKind::ACK,
+                "ackcmd",
+                &ackcmd(ack::FAILED, d.stamps.origin + 1, 0.0, "not yours"),
+                opts(),
+            )
+            .await
+            .unwrap();
             if path == "silent" {
                 continue;
             }
-            ctl.write_with("ScriptQueue", 1, TopicKind::ACK, "ackcmd", &ackcmd(ack::INPROGRESS, d.stamps.origin, 3.0, ""), opts()).await.unwrap();
+            ctl.write_with(
+                "ScriptQueue",
+                1,
+                TopicKind::ACK,
+                "ackcmd",
+                &ackcmd(ack::INPROGRESS, d.stamps.origin, 3.0, ""),
+                opts(),
+            )
+            .await
+            .unwrap();
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            ctl.write_with("ScriptQueue", 1, TopicKind::ACK, "ackcmd", &ackcmd(ack::COMPLETE, d.stamps.origin, 0.0, &format!("Done {path}")), opts()).await.unwrap();
+            ctl.write_with(
+                "ScriptQueue",
+                1,
+                TopicKind::ACK,
+                "ackcmd",
+                &ackcmd(ack::COMPLETE, d.stamps.origin, 0.0, &format!("Done {path}")),
+                opts(),
+            )
+            .await
+            .unwrap();
         }
     }
 }
@@ -344,7 +489,10 @@ async fn commands_are_acknowledged_through_ackcmd() {
     assert!(t.elapsed() >= Duration::from_millis(800) && t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
     // The command was written as salobj writes it: the key, the schema subject.
-    assert!(s.registry.subjects().contains(&format!("{}-value", s.config.topic_name("ScriptQueue", "command_showSchema"))));
+    assert!(s
+        .registry
+        .subjects()
+        .contains(&format!("{}-value", s.config.topic_name("ScriptQueue", "command_showSchema"))));
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), ctl).await;
 }
@@ -355,7 +503,13 @@ async fn command_to_a_component_nobody_answers_times_out() {
     let src = s.source().await;
     let t = std::time::Instant::now();
     let a = src
-        .command(SalCommand { component: "ATDome".into(), index: 0, name: "closeShutter".into(), fields: vec![], timeout: 0.5 })
+        .command(SalCommand {
+            component: "ATDome".into(),
+            index: 0,
+            name: "closeShutter".into(),
+            fields: vec![],
+            timeout: 0.5,
+        })
         .await;
     assert_eq!(a.code, ack::TIMEOUT, "{a:?}");
     assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());

@@ -33,8 +33,16 @@ async fn kafka_source_delivers_the_simulators_streams_and_heartbeats_go_lost_whe
     let dir = plugin_dir("kafka", &[plugin_so("csc"), plugin_so("watcher"), plugin_so("scriptqueue")]);
     let host = HostProcess::start_with_env(
         &[
-            "--sal", "kafka", "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1",
-            "--admin-addr", "127.0.0.1:0",
+            "--sal",
+            "kafka",
+            "--plugin-dir",
+            dir.to_str().unwrap(),
+            "--components",
+            "ATDome",
+            "Watcher",
+            "ScriptQueue:1",
+            "--admin-addr",
+            "127.0.0.1:0",
         ],
         &env,
     );

@@ -15,7 +15,11 @@ fn summary_state_messages(mgr: &FakeManager) -> Vec<Value> {
     mgr.json_frames()
         .into_iter()
         .map(|(_, m)| m)
-        .filter(|m| m["category"] == "event" && m["data"][0]["csc"] == "ATDome" && m["data"][0]["data"].get("summaryState").is_some())
+        .filter(|m| {
+            m["category"] == "event"
+                && m["data"][0]["csc"] == "ATDome"
+                && m["data"][0]["data"].get("summaryState").is_some()
+        })
         .collect()
 }
 
@@ -42,12 +46,7 @@ fn golden_summary_state_reply() -> Value {
 }
 
 fn shape(fields: &Value) -> Vec<(String, Value, Value)> {
-    fields
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v["dataType"].clone(), v["units"].clone()))
-        .collect()
+    fields.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v["dataType"].clone(), v["units"].clone())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,7 +55,16 @@ async fn a_browser_gets_the_last_summary_state_at_once_and_again_after_a_manager
     let dir = plugin_dir("mgr", &[plugin_so("csc")]);
     let url = mgr.url();
     let host = HostProcess::start_with_env(
-        &["--plugin-dir", dir.to_str().unwrap(), "--manager-url", url.as_str(), "--components", "ATDome", "--admin-addr", "127.0.0.1:0"],
+        &[
+            "--plugin-dir",
+            dir.to_str().unwrap(),
+            "--manager-url",
+            url.as_str(),
+            "--components",
+            "ATDome",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
         &[("PROCESS_CONNECTION_PASS", "s3cret&pass")],
     );
     let admin = admin_addr(&host);
@@ -65,7 +73,9 @@ async fn a_browser_gets_the_last_summary_state_at_once_and_again_after_a_manager
     // Telemetry and the Heartbeat stream flow too (spec sections b, c).
     wait(&mgr, &host, "telemetry position and the Heartbeat stream", |m| {
         !m.stream_values("telemetry", "ATDome", 0, "position").is_empty()
-            && m.json_frames().iter().any(|(_, f)| f["data"][0]["csc"] == "Heartbeat" && f["data"][0]["data"]["stream"]["csc"] == "ATDome")
+            && m.json_frames()
+                .iter()
+                .any(|(_, f)| f["data"][0]["csc"] == "Heartbeat" && f["data"][0]["data"]["stream"]["csc"] == "ATDome")
     })
     .await;
 
@@ -75,8 +85,14 @@ async fn a_browser_gets_the_last_summary_state_at_once_and_again_after_a_manager
     wait(&mgr, &host, "the initial_state reply", |m| summary_state_messages(m).len() > before).await;
     let reply = summary_state_messages(&mgr).pop().unwrap();
     let golden = golden_summary_state_reply();
-    assert_eq!(reply.as_object().unwrap().keys().collect::<Vec<_>>(), golden.as_object().unwrap().keys().collect::<Vec<_>>());
-    assert_eq!(shape(&reply["data"][0]["data"]["summaryState"][0]), shape(&golden["data"][0]["data"]["summaryState"][0]));
+    assert_eq!(
+        reply.as_object().unwrap().keys().collect::<Vec<_>>(),
+        golden.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        shape(&reply["data"][0]["data"]["summaryState"][0]),
+        shape(&golden["data"][0]["data"]["summaryState"][0])
+    );
     assert_eq!(reply["data"][0]["salindex"], 0);
 
     // The manager restarts: the host reconnects (one connection, no ghost), re-subscribes at
@@ -104,14 +120,14 @@ async fn a_browser_gets_the_last_summary_state_at_once_and_again_after_a_manager
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics parse as Prometheus text");
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+    scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(
+        |s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             _ => f64::NAN,
-        })
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,8 +137,16 @@ async fn readyz_and_metrics_follow_a_manager_outage_and_recovery() {
     let url = mgr.url();
     let host = HostProcess::start_with_env(
         &[
-            "--plugin-dir", dir.to_str().unwrap(), "--manager-url", url.as_str(), "--components", "ATDome",
-            "--admin-addr", "127.0.0.1:0", "--reconnect-wait", "0.5",
+            "--plugin-dir",
+            dir.to_str().unwrap(),
+            "--manager-url",
+            url.as_str(),
+            "--components",
+            "ATDome",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--reconnect-wait",
+            "0.5",
         ],
         &[("PROCESS_CONNECTION_PASS", "wrong")],
     );
@@ -135,7 +159,10 @@ async fn readyz_and_metrics_follow_a_manager_outage_and_recovery() {
     let why: Value = serde_json::from_str(&body).unwrap();
     assert!(why["reasons"][0].as_str().unwrap().contains("manager link default down"), "{body}");
     let (_, text) = http_get(&admin, "/metrics");
-    assert!(metric(&text, "love_host_manager_connect_failures_total", &[("reason", "password")]).unwrap() >= 1.0, "{text}");
+    assert!(
+        metric(&text, "love_host_manager_connect_failures_total", &[("reason", "password")]).unwrap() >= 1.0,
+        "{text}"
+    );
     assert_eq!(metric(&text, "love_host_manager_connected", &[("link", "default")]), Some(0.0));
 
     // The manager accepts the password now: connected, ready, data counted.
@@ -155,7 +182,8 @@ async fn readyz_and_metrics_follow_a_manager_outage_and_recovery() {
     assert_eq!(metric(&text, "love_host_manager_connections_total", &[("link", "default")]), Some(1.0));
     let samples = metric(&text, "love_host_sal_samples_received_total", &[("component", "ATDome")]).unwrap();
     assert!(samples > 0.0);
-    let sent = metric(&text, "love_host_messages_sent_total", &[("component", "ATDome"), ("category", "event")]).unwrap();
+    let sent =
+        metric(&text, "love_host_messages_sent_total", &[("component", "ATDome"), ("category", "event")]).unwrap();
     assert!(sent > 0.0);
 
     // Outage: the manager goes away; readiness drops, then recovers with a second connection.

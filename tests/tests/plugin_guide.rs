@@ -37,7 +37,9 @@ fn blocks(markdown: &str) -> Vec<Block> {
     let mut open: Option<Block> = None;
     for (i, line) in markdown.lines().enumerate() {
         match (&mut open, line.strip_prefix("```")) {
-            (None, Some(lang)) => open = Some(Block { lang: lang.trim().to_string(), text: String::new(), line: i + 1 }),
+            (None, Some(lang)) => {
+                open = Some(Block { lang: lang.trim().to_string(), text: String::new(), line: i + 1 })
+            }
             (Some(_), Some(rest)) if rest.trim().is_empty() => out.push(open.take().unwrap()),
             (Some(b), _) => {
                 b.text.push_str(line);
@@ -74,7 +76,11 @@ fn run_block(script: &str, path: &str, cargo_target: &Path) -> (String, String) 
         .expect("run bash");
     let (stdout, stderr) =
         (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-    assert!(out.status.success(), "guide command failed ({}):\n{script}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "guide command failed ({}):\n{script}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
     (stdout, stderr)
 }
 
@@ -114,13 +120,17 @@ fn the_guides_commands_test_build_deploy_list_and_run_the_example() {
     let cargo_target = target_dir().join("plugin-guide");
     // `love-host` is the suite's build; `cargo` the one running this suite.
     let mut path = vec![built.profile_dir.clone()];
-    if let Some(cargo_dir) = std::env::var_os("CARGO").map(PathBuf::from).and_then(|c| c.parent().map(Path::to_path_buf)) {
+    if let Some(cargo_dir) =
+        std::env::var_os("CARGO").map(PathBuf::from).and_then(|c| c.parent().map(Path::to_path_buf))
+    {
         path.push(cargo_dir);
     }
-    let path = std::env::join_paths(path.into_iter().chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())))
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
+    let path = std::env::join_paths(
+        path.into_iter().chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap()
+    .to_string_lossy()
+    .to_string();
 
     let (mut tested, mut built_so, mut listed, mut ran) = (false, false, false, false);
     for b in blocks(&guide()).into_iter().filter(|b| b.lang == "sh") {
@@ -138,7 +148,8 @@ fn the_guides_commands_test_build_deploy_list_and_run_the_example() {
                 streams.iter().any(|s| s == "azimuthError") && streams.iter().any(|s| s == "summaryState")
             });
             // Once the simulated dome is commanded somewhere, the error is a number.
-            let error_of = |m: &serde_json::Value| m["data"][0]["data"]["azimuthError"]["azimuthError"]["value"].as_f64();
+            let error_of =
+                |m: &serde_json::Value| m["data"][0]["data"]["azimuthError"]["azimuthError"]["value"].as_f64();
             host.wait_stdout(t, "an azimuthError with a value", |msgs| msgs.iter().any(|m| error_of(m).is_some()));
             let derived = host
                 .stdout()

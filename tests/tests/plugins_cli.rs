@@ -33,12 +33,22 @@ fn lists_the_three_plugins_and_refuses_the_bad_files_with_one_line_each() {
     assert!(cc.success(), "cc failed");
     let dir = plugin_dir(
         "list",
-        &[plugin_so("csc"), plugin_so("scriptqueue"), plugin_so("watcher"), fixture_so("v1"), fixture_so("skewed"), junk, not_plugin],
+        &[
+            plugin_so("csc"),
+            plugin_so("scriptqueue"),
+            plugin_so("watcher"),
+            fixture_so("v1"),
+            fixture_so("skewed"),
+            junk,
+            not_plugin,
+        ],
     );
     let out = host(&["plugins", "--plugin-dir", dir.to_str().unwrap()]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    let line = |needle: &str| t.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line with {needle}:\n{t}")).to_string();
+    let line = |needle: &str| {
+        t.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line with {needle}:\n{t}")).to_string()
+    };
     let csc = line("liblove_plugin_csc.so");
     assert!(csc.starts_with("csc ") && csc.contains(" csc "), "{csc}");
     assert!(line("liblove_plugin_scriptqueue.so").contains("ScriptQueue"));
@@ -46,7 +56,10 @@ fn lists_the_three_plugins_and_refuses_the_bad_files_with_one_line_each() {
     assert!(line("liblove_fixture_v1.so").contains("FixtureV1"));
     let skewed = line("liblove_fixture_skewed.so");
     assert!(skewed.starts_with("REFUSED"), "{skewed}");
-    assert!(skewed.contains("layout of InputMsg differs") && skewed.contains("expected") && skewed.contains("found"), "{skewed}");
+    assert!(
+        skewed.contains("layout of InputMsg differs") && skewed.contains("expected") && skewed.contains("found"),
+        "{skewed}"
+    );
     assert!(skewed.len() < 600, "layout error not shortened: {} chars", skewed.len());
     let junk_line = line("junk-");
     assert!(junk_line.starts_with("REFUSED") && junk_line.contains("not a loadable shared library"), "{junk_line}");

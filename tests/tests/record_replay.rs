@@ -33,8 +33,18 @@ fn a_recorded_run_replays_to_identical_producer_output() {
     let dir = plugin_dir("replay", &[plugin_so("csc"), plugin_so("watcher"), plugin_so("scriptqueue")]);
     let rec = std::env::temp_dir().join(format!("love-host-rec-{}.jsonl", std::process::id()));
     let mut host = HostProcess::start(&[
-        "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1",
-        "--sim-seed", "11", "--sim-rate", "4", "--record", rec.to_str().unwrap(),
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--components",
+        "ATDome",
+        "Watcher",
+        "ScriptQueue:1",
+        "--sim-seed",
+        "11",
+        "--sim-rate",
+        "4",
+        "--record",
+        rec.to_str().unwrap(),
     ]);
     host.wait_stdout(Duration::from_secs(60), "a few seconds of events", |msgs| {
         let e = events_by_csc(msgs);
@@ -43,14 +53,23 @@ fn a_recorded_run_replays_to_identical_producer_output() {
     });
     host.signal("TERM");
     assert!(host.wait_exit(Duration::from_secs(20)).success());
-    let recorded: Vec<Value> = host.stdout().iter().filter_map(|l| love_plugin_api::json::parse_lenient(l).ok()).collect();
+    let recorded: Vec<Value> =
+        host.stdout().iter().filter_map(|l| love_plugin_api::json::parse_lenient(l).ok()).collect();
     let expected = events_by_csc(&recorded);
     let lines = std::fs::read_to_string(&rec).unwrap().lines().count();
     assert!(lines > 10, "recording has {lines} lines");
 
     let mut replay = HostProcess::start(&[
-        "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "Watcher", "ScriptQueue:1",
-        "--replay", rec.to_str().unwrap(), "--replay-speed", "1",
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--components",
+        "ATDome",
+        "Watcher",
+        "ScriptQueue:1",
+        "--replay",
+        rec.to_str().unwrap(),
+        "--replay-speed",
+        "1",
     ]);
     let total: usize = expected.values().map(Vec::len).sum();
     replay.wait_stdout(Duration::from_secs(60), "the replayed events", |msgs| {
@@ -59,7 +78,8 @@ fn a_recorded_run_replays_to_identical_producer_output() {
     std::thread::sleep(Duration::from_millis(500));
     replay.signal("TERM");
     assert!(replay.wait_exit(Duration::from_secs(20)).success());
-    let replayed: Vec<Value> = replay.stdout().iter().filter_map(|l| love_plugin_api::json::parse_lenient(l).ok()).collect();
+    let replayed: Vec<Value> =
+        replay.stdout().iter().filter_map(|l| love_plugin_api::json::parse_lenient(l).ok()).collect();
     // The recording may hold a few samples more than the recorded run's producers handled (they
     // stop at SIGTERM while the recorder has already written what was in flight): the replay must
     // reproduce every message of the recorded run, in order, per csc.

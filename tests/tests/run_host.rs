@@ -16,7 +16,14 @@ fn three_plugins() -> std::path::PathBuf {
 fn runs_watcher_scriptqueue_atdome_on_the_simulator_and_stops_on_sigterm() {
     let dir = three_plugins();
     let mut host = HostProcess::start(&[
-        "--plugin-dir", dir.to_str().unwrap(), "--components", "Watcher", "ScriptQueue:1", "ATDome", "--sim-seed", "7",
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--components",
+        "Watcher",
+        "ScriptQueue:1",
+        "ATDome",
+        "--sim-seed",
+        "7",
     ]);
     // The log says which type serves each component and why.
     assert!(host.wait_log(T, "ATDome:0 served by csc").contains("known CSC"));
@@ -29,7 +36,9 @@ fn runs_watcher_scriptqueue_atdome_on_the_simulator_and_stops_on_sigterm() {
             && streams_of(msgs, "Watcher").iter().any(|s| s == "stream")
             && sq.iter().any(|s| s == "stateStream")
             && sq.iter().any(|s| s == "scriptsStream")
-            && msgs.iter().any(|m| m["data"][0]["csc"] == "Heartbeat" && m["data"][0]["data"]["stream"]["csc"] == "ATDome")
+            && msgs
+                .iter()
+                .any(|m| m["data"][0]["csc"] == "Heartbeat" && m["data"][0]["data"]["stream"]["csc"] == "ATDome")
             && msgs.iter().any(|m| m["category"] == "telemetry" && m["data"][0]["csc"] == "ATDome")
     });
     // Subscriptions go out too (the stdout sink counts as connected).
@@ -67,13 +76,28 @@ fn stops_cleanly_on_sigint_and_every_stdout_line_is_one_json_message() {
 fn a_plugin_built_against_the_first_interface_revision_runs_under_this_host() {
     let dir = plugin_dir("v1run", &[plugin_so("csc"), fixture_so("v1")]);
     let mut host = HostProcess::start(&[
-        "--plugin-dir", dir.to_str().unwrap(), "--producer-type", "ATDome=fixture-v1", "--components", "ATDome", "FixtureV1",
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--producer-type",
+        "ATDome=fixture-v1",
+        "--components",
+        "ATDome",
+        "FixtureV1",
     ]);
     host.wait_log(T, "ATDome:0 served by fixture-v1");
     host.wait_log(T, "FixtureV1:0 served by fixture-v1");
     // It receives ATDome's simulated samples through the v1 ABI and answers with its messages.
     host.wait_stdout(T, "fixture-v1 echoes of ATDome samples", |msgs| {
-        msgs.iter().filter(|m| m["data"][0]["data"].as_object().and_then(|o| o.values().next()).map(|v| v[0]["plugin"] == "fixture-v1").unwrap_or(false)).count() >= 3
+        msgs.iter()
+            .filter(|m| {
+                m["data"][0]["data"]
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .map(|v| v[0]["plugin"] == "fixture-v1")
+                    .unwrap_or(false)
+            })
+            .count()
+            >= 3
     });
     assert!(host.stdout().iter().any(|l| l.contains("\"csc\": \"FixtureV1\"") && l.contains("subscribe")));
     host.signal("TERM");

@@ -140,7 +140,12 @@ fn status_kib(key: &str) -> Option<u64> {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 // ---- latency histogram -----------------------------------------------------------------------
@@ -359,13 +364,17 @@ impl SalSource for LoadSource {
         Ok(())
     }
 
-    fn command(&self, _cmd: SalCommand) -> std::pin::Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>> {
+    fn command(
+        &self,
+        _cmd: SalCommand,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>> {
         Box::pin(async { CommandAck { code: ack::NOACK, result: "love-bench has no commands".into() } })
     }
 }
 
 fn load_catalog(name: &str, topics: usize, fields: usize) -> ComponentCatalog {
-    let kinds = [("double", "deg"), ("long", "unitless"), ("boolean", "unitless"), ("string", "unitless"), ("float", "m")];
+    let kinds =
+        [("double", "deg"), ("long", "unitless"), ("boolean", "unitless"), ("string", "unitless"), ("float", "m")];
     let events = (0..topics)
         .map(|t| TopicInfo {
             name: format!("event{t}"),
@@ -394,7 +403,9 @@ fn template(component: &str, topic: &TopicInfo, kind: TopicKind) -> Sample {
                 (ScalarKind::Int, false) => Value::Int(1000 + i as i64),
                 (ScalarKind::Int, true) => Value::IntArray((0..n as i64).collect()),
                 (ScalarKind::Float, false) => Value::Float((12.345678 * (i + 1) as f64) as f32 as f64),
-                (ScalarKind::Float, true) => Value::FloatArray((0..n).map(|k| (k as f64 * 0.731 - 40.0) as f32 as f64).collect()),
+                (ScalarKind::Float, true) => {
+                    Value::FloatArray((0..n).map(|k| (k as f64 * 0.731 - 40.0) as f32 as f64).collect())
+                }
                 _ => Value::Str(format!("value of {}", f.name).into()),
             };
             Field { name: f.name.as_str().into(), value }
@@ -405,7 +416,12 @@ fn template(component: &str, topic: &TopicInfo, kind: TopicKind) -> Sample {
         sal_index: 0,
         topic: topic.name.as_str().into(),
         kind,
-        stamps: PrivateStamps { rev_code: "be1c4a00".into(), identity: component.into(), origin: std::process::id() as i64, ..Default::default() },
+        stamps: PrivateStamps {
+            rev_code: "be1c4a00".into(),
+            identity: component.into(),
+            origin: std::process::id() as i64,
+            ..Default::default()
+        },
         fields: fields.into(),
         received: 0.0,
         seq: 0,
@@ -481,7 +497,8 @@ impl SalSource for SummitSource {
             let mut started = self.started.lock().unwrap();
             if !started.contains(name) {
                 started.push(name.clone());
-                let templates: Vec<Sample> = cat.telemetry.iter().map(|t| template(name, t, TopicKind::TELEMETRY)).collect();
+                let templates: Vec<Sample> =
+                    cat.telemetry.iter().map(|t| template(name, t, TopicKind::TELEMETRY)).collect();
                 let period = Duration::from_secs_f64(1.0 / hz);
                 let mut stop = self.stop.clone();
                 tokio::spawn(async move {
@@ -507,7 +524,10 @@ impl SalSource for SummitSource {
         Ok(())
     }
 
-    fn command(&self, cmd: SalCommand) -> std::pin::Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>> {
+    fn command(
+        &self,
+        cmd: SalCommand,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>> {
         self.sim.command(cmd)
     }
 }
@@ -618,7 +638,12 @@ fn report(sink: &Sink, window: &Window, link: &ManagerHandle, producers: &[Produ
     let samples: u64 = producers.iter().map(|p| p.status.samples.load(Ordering::Relaxed)).sum();
     let stats = link.stats();
     println!("window            {secs:.2} s after warm-up");
-    println!("sustained         {:.0} messages/s at the sink ({} frames, {:.1} MB/s)", frames as f64 / secs, frames, d.bytes_window as f64 / secs / 1e6);
+    println!(
+        "sustained         {:.0} messages/s at the sink ({} frames, {:.1} MB/s)",
+        frames as f64 / secs,
+        frames,
+        d.bytes_window as f64 / secs / 1e6
+    );
     println!(
         "latency           sample creation -> frame at sink (event messages): {}",
         d.event_latency.as_ref().map(Hist::line).unwrap_or_else(|| "no event messages".into())
@@ -654,7 +679,11 @@ fn report(sink: &Sink, window: &Window, link: &ManagerHandle, producers: &[Produ
         stats.disconnections
     );
     println!("producers         {} samples handled in total (whole run)", samples);
-    println!("load average      {} (nproc {})", loadavg(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "load average      {} (nproc {})",
+        loadavg(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     frames
 }
 
@@ -678,7 +707,8 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
     let source = Arc::new(LoadSource::default());
     let catalogs: Vec<ComponentCatalog> =
         (0..args.producers).map(|i| load_catalog(&format!("Bench{i:03}"), args.topics, args.fields)).collect();
-    let by_name: Arc<HashMap<String, ComponentCatalog>> = Arc::new(catalogs.iter().map(|c| (c.name.clone(), c.clone())).collect());
+    let by_name: Arc<HashMap<String, ComponentCatalog>> =
+        Arc::new(catalogs.iter().map(|c| (c.name.clone(), c.clone())).collect());
     let ctx = RuntimeContext {
         outbox: Arc::new(link.clone()),
         sal: source.clone(),
@@ -707,7 +737,8 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
     }
     wait_until("the link to the sink", Duration::from_secs(10), || link.is_connected()).await?;
     let n = args.producers;
-    wait_until("the producers' subscriptions", Duration::from_secs(10), || source.subs.lock().unwrap().len() == n).await?;
+    wait_until("the producers' subscriptions", Duration::from_secs(10), || source.subs.lock().unwrap().len() == n)
+        .await?;
     let targets: Vec<(SampleTx, Vec<Sample>)> = {
         let subs = source.subs.lock().unwrap();
         catalogs
@@ -720,7 +751,9 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
     let gstats = Arc::new(GenStats::default());
     let generator = {
         let (stop, gstats) = (stop.clone(), gstats.clone());
-        std::thread::Builder::new().name("bench-generator".into()).spawn(move || generate(targets, rate, batch, stop, gstats))?
+        std::thread::Builder::new()
+            .name("bench-generator".into())
+            .spawn(move || generate(targets, rate, batch, stop, gstats))?
     };
     let window = {
         use std::os::unix::thread::JoinHandleExt;
@@ -756,7 +789,8 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
     let (catalog, errors) = TopicCatalog::load_dir(&args.xml_dir)
         .with_context(|| format!("loading the ts_xml catalog from {}", args.xml_dir.display()))?;
     let catalog = Arc::new(catalog);
-    let report_dir = scan_dir(&args.plugin_dir).with_context(|| format!("plugin directory {}", args.plugin_dir.display()))?;
+    let report_dir =
+        scan_dir(&args.plugin_dir).with_context(|| format!("plugin directory {}", args.plugin_dir.display()))?;
     for e in &report_dir.refused {
         eprintln!("love-bench: plugin refused: {e}");
     }
@@ -770,7 +804,8 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
     for a in &assignments {
         *by_type.entry(a.producer_type.clone()).or_default() += 1;
     }
-    let unknown: Vec<String> = components.iter().filter(|c| catalog.component(&c.name).is_none()).map(|c| c.to_string()).collect();
+    let unknown: Vec<String> =
+        components.iter().filter(|c| catalog.component(&c.name).is_none()).map(|c| c.to_string()).collect();
     println!(
         "love-bench summit: {} components ({}) on the simulator, ts_xml catalog {} ({} components, {} load problems, {:.1} s); MTM1M3 telemetry +{} Hz; host runtime {} worker thread(s)",
         components.len(),
@@ -850,7 +885,8 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let result = (|| -> anyhow::Result<()> {
         let sink = start_sink()?;

@@ -46,7 +46,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
     let args = Args::parse();
     let comps = ComponentName::parse_list(&args.components)?;
     let mut catalog = match &args.xml_dir {
@@ -70,8 +72,14 @@ async fn main() -> anyhow::Result<()> {
 
     let mut tasks = Vec::new();
     for c in &comps {
-        let identity = if catalog.is_indexed(&c.name) { format!("{}:{}", c.name, sim.sim_index(&c.name, c.index)) } else { c.name.clone() };
-        let writer = Arc::new(SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone()).with_identity(&identity));
+        let identity = if catalog.is_indexed(&c.name) {
+            format!("{}:{}", c.name, sim.sim_index(&c.name, c.index))
+        } else {
+            c.name.clone()
+        };
+        let writer = Arc::new(
+            SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone()).with_identity(&identity),
+        );
         let (tx, mut rx) = mpsc::channel(10_000);
         sim.subscribe(&c.name, c.index, tx)?;
         let w = writer.clone();
@@ -163,9 +171,22 @@ async fn answer_commands(
                 ])
             };
             let opts = || WriteOptions { seq_num: Some(d.stamps.seq_num), ..Default::default() };
-            let _ = writer.write_with(&component, index, TopicKind::ACK, "ackcmd", &ackcmd(ack::INPROGRESS, "", 60.0), opts()).await;
-            let a = sim.command(SalCommand { component: component.clone(), index, name: command.clone(), fields: d.fields.to_vec(), timeout: 60.0 }).await;
-            if let Err(e) = writer.write_with(&component, index, TopicKind::ACK, "ackcmd", &ackcmd(a.code, &a.result, 0.0), opts()).await {
+            let _ = writer
+                .write_with(&component, index, TopicKind::ACK, "ackcmd", &ackcmd(ack::INPROGRESS, "", 60.0), opts())
+                .await;
+            let a = sim
+                .command(SalCommand {
+                    component: component.clone(),
+                    index,
+                    name: command.clone(),
+                    fields: d.fields.to_vec(),
+                    timeout: 60.0,
+                })
+                .await;
+            if let Err(e) = writer
+                .write_with(&component, index, TopicKind::ACK, "ackcmd", &ackcmd(a.code, &a.result, 0.0), opts())
+                .await
+            {
                 warn!(topic, "ack not written: {e}");
             }
         }

@@ -129,7 +129,10 @@ impl ManagerUrl {
     /// overrides `password`. User info (`user:pass@`) is refused.
     pub fn parse(url: &str, password: &str) -> Result<ManagerUrl, ConfigError> {
         let invalid = |reason: &str| ConfigError::InvalidUrl { url: redact_raw(url), reason: reason.to_string() };
-        let uri: Uri = url.trim().parse().map_err(|e: tokio_tungstenite::tungstenite::http::uri::InvalidUri| invalid(&e.to_string()))?;
+        let uri: Uri = url
+            .trim()
+            .parse()
+            .map_err(|e: tokio_tungstenite::tungstenite::http::uri::InvalidUri| invalid(&e.to_string()))?;
         let scheme = match uri.scheme_str().map(|s| s.to_ascii_lowercase()) {
             Some(s) if s == "ws" => Scheme::Ws,
             Some(s) if s == "wss" => Scheme::Wss,

@@ -336,7 +336,11 @@ pub fn start(config: LinkConfig, shutdown: Shutdown) -> (ManagerHandle, JoinHand
 
 /// The stdout sink writing to any writer (tests, or a file). Ignores `config.sink` and
 /// `config.url`.
-pub fn start_with_writer<W>(config: LinkConfig, shutdown: Shutdown, writer: W) -> (ManagerHandle, JoinHandle<Result<(), LinkError>>)
+pub fn start_with_writer<W>(
+    config: LinkConfig,
+    shutdown: Shutdown,
+    writer: W,
+) -> (ManagerHandle, JoinHandle<Result<(), LinkError>>)
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {

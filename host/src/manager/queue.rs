@@ -86,7 +86,8 @@ impl OutQueue {
     }
 
     pub(crate) fn push(&mut self, msg: Outgoing) -> Pushed {
-        let coalesce = msg.category == Category::TELEMETRY || (msg.category == Category::EVENT && self.live >= self.capacity);
+        let coalesce =
+            msg.category == Category::TELEMETRY || (msg.category == Category::EVENT && self.live >= self.capacity);
         if coalesce {
             let key = Key::of(&msg);
             if let Some(&seq) = self.latest.get(&key) {
@@ -190,14 +191,7 @@ mod tests {
     use super::*;
 
     fn m(category: Category, csc: &str, stream: &str, text: &str) -> Outgoing {
-        Outgoing {
-            category,
-            csc: csc.into(),
-            salindex: 0,
-            stream: stream.into(),
-            text: text.into(),
-            created: 0.0,
-        }
+        Outgoing { category, csc: csc.into(), salindex: 0, stream: stream.into(), text: text.into(), created: 0.0 }
     }
 
     fn drain(q: &mut OutQueue) -> Vec<String> {

@@ -17,7 +17,12 @@ async fn drain<W: AsyncWrite + Unpin>(out: &mut BufWriter<W>, shared: &Shared) -
     out.flush().await.map_err(LinkError::Stdout)
 }
 
-pub(super) async fn run<W>(writer: W, config: LinkConfig, shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<(), LinkError>
+pub(super) async fn run<W>(
+    writer: W,
+    config: LinkConfig,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+) -> Result<(), LinkError>
 where
     W: AsyncWrite + Unpin,
 {

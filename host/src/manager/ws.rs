@@ -187,10 +187,14 @@ pub(super) async fn run(config: LinkConfig, shared: Arc<Shared>, mut shutdown: S
                 error!("cannot connect to the LOVE-manager at {url}: {reason}");
                 return Err(LinkError::Fatal { url: url.to_string(), reason });
             }
-            Ok(Err(WsError::Io(e))) => {
-                (FailKind::Refused, format!("cannot connect to the LOVE-manager at {url}: {}", scrub(&url, e.to_string())))
-            }
-            Ok(Err(e)) => (FailKind::Other, format!("cannot connect to the LOVE-manager at {url}: {}", scrub(&url, e.to_string()))),
+            Ok(Err(WsError::Io(e))) => (
+                FailKind::Refused,
+                format!("cannot connect to the LOVE-manager at {url}: {}", scrub(&url, e.to_string())),
+            ),
+            Ok(Err(e)) => (
+                FailKind::Other,
+                format!("cannot connect to the LOVE-manager at {url}: {}", scrub(&url, e.to_string())),
+            ),
             Err(_) => (
                 FailKind::Other,
                 format!("cannot connect to the LOVE-manager at {url}: no answer within {:?}", config.connect_timeout),
@@ -386,11 +390,7 @@ fn handle_text(shared: &Shared, text: String) {
     };
     match obj.get("category").and_then(Value::as_str) {
         Some("initial_state") => {
-            let ok = obj
-                .get("data")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .is_some_and(Value::is_object);
+            let ok = obj.get("data").and_then(Value::as_array).and_then(|a| a.first()).is_some_and(Value::is_object);
             if ok {
                 debug!("initial_state request from the LOVE-manager: {}", preview(&text));
                 shared.emit(LinkEvent::Request(Arc::from(text)));

@@ -130,7 +130,11 @@ pub fn check_elf_complete(path: &Path) -> Result<(), String> {
     let (phoff, shoff) = (u64_at(0x20), u64_at(0x28));
     let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
     let (shentsize, shnum) = (u16_at(0x3A), u16_at(0x3C));
-    let truncated = || Err(format!("truncated ELF file ({len} bytes): still being written? Deploy by renaming a complete file into place"));
+    let truncated = || {
+        Err(format!(
+            "truncated ELF file ({len} bytes): still being written? Deploy by renaming a complete file into place"
+        ))
+    };
     if phoff.saturating_add(phentsize * phnum) > len || shoff.saturating_add(shentsize * shnum) > len {
         return truncated();
     }
@@ -223,9 +227,7 @@ fn first_line(s: &str) -> String {
 pub fn summarize_layout_error(text: &str) -> String {
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     // The last "N error(s)inside:" block with N > 0 is the innermost mismatch.
-    let start = lines.iter().rposition(|l| {
-        l.ends_with("error(s)inside:") && !l.starts_with("0 ")
-    });
+    let start = lines.iter().rposition(|l| l.ends_with("error(s)inside:") && !l.starts_with("0 "));
     let Some(start) = start else {
         let tail: Vec<&str> = lines.iter().rev().filter(|l| !l.is_empty()).take(6).copied().collect();
         return tail.into_iter().rev().collect::<Vec<_>>().join(" | ");

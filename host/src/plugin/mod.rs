@@ -19,7 +19,9 @@ pub enum PluginDirError {
         reason: String,
     },
     /// Anyone could put code into it.
-    #[error("plugin directory {path} is writable by others (mode {mode:o}); refusing to load code from it (chmod o-w)")]
+    #[error(
+        "plugin directory {path} is writable by others (mode {mode:o}); refusing to load code from it (chmod o-w)"
+    )]
     WorldWritable {
         /// The directory.
         path: PathBuf,
@@ -65,10 +67,8 @@ pub fn scan_dir(dir: &Path) -> Result<ScanReport, PluginDirError> {
     check_plugin_dir(dir)?;
     let entries = std::fs::read_dir(dir)
         .map_err(|e| PluginDirError::Unreadable { path: dir.to_path_buf(), reason: e.to_string() })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_plugin_file_name(p) && p.is_file())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file_name(p) && p.is_file()).collect();
     files.sort();
     let mut report = ScanReport::default();
     for file in files {
@@ -84,9 +84,7 @@ pub fn scan_dir(dir: &Path) -> Result<ScanReport, PluginDirError> {
 /// compare as text.
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     let parts = |s: &str| -> Vec<(u64, String)> {
-        s.split(['.', '-', '+'])
-            .map(|p| (p.parse::<u64>().unwrap_or(0), p.to_string()))
-            .collect()
+        s.split(['.', '-', '+']).map(|p| (p.parse::<u64>().unwrap_or(0), p.to_string())).collect()
     };
     let (pa, pb) = (parts(a), parts(b));
     for i in 0..pa.len().max(pb.len()) {

@@ -60,11 +60,19 @@ fn add_generics(c: &mut ComponentCatalog, g: Generics) {
         ));
         c.events.push(topic(
             "configurationsAvailable",
-            &[("overrides", "string", 1, U), ("version", "string", 1, U), ("url", "string", 1, U), ("schemaVersion", "string", 1, U)],
+            &[
+                ("overrides", "string", 1, U),
+                ("version", "string", 1, U),
+                ("url", "string", 1, U),
+                ("schemaVersion", "string", 1, U),
+            ],
         ));
     }
     if g.csc {
-        c.events.push(topic("errorCode", &[("errorCode", "long", 1, U), ("errorReport", "string", 1, U), ("traceback", "string", 1, U)]));
+        c.events.push(topic(
+            "errorCode",
+            &[("errorCode", "long", 1, U), ("errorReport", "string", 1, U), ("traceback", "string", 1, U)],
+        ));
         c.events.push(topic("summaryState", &[("summaryState", "long", 1, U)]));
     }
     c.events.push(topic("logLevel", &[("level", "int", 1, U), ("subsystem", "string", 1, U)]));
@@ -87,7 +95,12 @@ fn add_generics(c: &mut ComponentCatalog, g: Generics) {
     }
     c.events.push(topic(
         "softwareVersions",
-        &[("salVersion", "string", 1, U), ("xmlVersion", "string", 1, U), ("cscVersion", "string", 1, U), ("subsystemVersions", "string", 1, U)],
+        &[
+            ("salVersion", "string", 1, U),
+            ("xmlVersion", "string", 1, U),
+            ("cscVersion", "string", 1, U),
+            ("subsystemVersions", "string", 1, U),
+        ],
     ));
     c.events.push(topic("heartbeat", &[("heartbeat", "boolean", 1, U)]));
     if g.large_file {
@@ -125,7 +138,12 @@ fn atdome() -> ComponentCatalog {
         topic("azimuthCommandedState", &[("commandedState", "long", 1, U), ("azimuth", "float", 1, "deg")]),
         topic(
             "azimuthState",
-            &[("state", "long", 1, U), ("homing", "boolean", 1, U), ("homed", "boolean", 1, U), ("homeSwitch", "boolean", 1, U)],
+            &[
+                ("state", "long", 1, U),
+                ("homing", "boolean", 1, U),
+                ("homed", "boolean", 1, U),
+                ("homeSwitch", "boolean", 1, U),
+            ],
         ),
         topic("dropoutDoorState", &[("state", "long", 1, U)]),
         topic("mainDoorState", &[("state", "long", 1, U)]),
@@ -145,7 +163,10 @@ fn atdome() -> ComponentCatalog {
     c.enums = vec![
         enumeration("AzimuthCommandedState", &[(1, "UNKNOWN"), (2, "GOTOPOSITION"), (3, "HOME"), (4, "STOP")]),
         enumeration("AzimuthState", &[(1, "NOTINMOTION"), (2, "MOVINGCW"), (3, "MOVINGCCW")]),
-        enumeration("ShutterDoorState", &[(1, "CLOSED"), (2, "OPENED"), (3, "PARTIALLYOPENED"), (4, "OPENING"), (5, "CLOSING")]),
+        enumeration(
+            "ShutterDoorState",
+            &[(1, "CLOSED"), (2, "OPENED"), (3, "PARTIALLYOPENED"), (4, "OPENING"), (5, "CLOSING")],
+        ),
     ];
     add_generics(&mut c, CSC);
     c
@@ -154,8 +175,19 @@ fn atdome() -> ComponentCatalog {
 fn watcher() -> ComponentCatalog {
     let mut c = component("Watcher", false);
     c.commands = vec![
-        topic("acknowledge", &[("name", "string", 1, U), ("severity", "int", 1, U), ("acknowledgedBy", "string", 1, U)]),
-        topic("mute", &[("name", "string", 1, U), ("duration", "float", 1, S), ("severity", "int", 1, U), ("mutedBy", "string", 1, U)]),
+        topic(
+            "acknowledge",
+            &[("name", "string", 1, U), ("severity", "int", 1, U), ("acknowledgedBy", "string", 1, U)],
+        ),
+        topic(
+            "mute",
+            &[
+                ("name", "string", 1, U),
+                ("duration", "float", 1, S),
+                ("severity", "int", 1, U),
+                ("mutedBy", "string", 1, U),
+            ],
+        ),
         topic("showAlarms", &[]),
         topic("unacknowledge", &[("name", "string", 1, U)]),
         topic("unmute", &[("name", "string", 1, U)]),
@@ -199,7 +231,10 @@ fn script_queue() -> ComponentCatalog {
     ];
     c.events = vec![
         topic("availableScripts", &[("standard", "string", 1, U), ("external", "string", 1, U)]),
-        topic("configSchema", &[("isStandard", "boolean", 1, U), ("path", "string", 1, U), ("configSchema", "string", 1, U)]),
+        topic(
+            "configSchema",
+            &[("isStandard", "boolean", 1, U), ("path", "string", 1, U), ("configSchema", "string", 1, U)],
+        ),
         topic(
             "script",
             &[
@@ -273,7 +308,12 @@ fn script() -> ComponentCatalog {
         topic("checkpoints", &[("pause", "string", 1, U), ("stop", "string", 1, U)]),
         topic(
             "description",
-            &[("classname", "string", 1, U), ("description", "string", 1, U), ("help", "string", 1, U), ("remotes", "string", 1, U)],
+            &[
+                ("classname", "string", 1, U),
+                ("description", "string", 1, U),
+                ("help", "string", 1, U),
+                ("remotes", "string", 1, U),
+            ],
         ),
         topic(
             "metadata",
@@ -353,12 +393,25 @@ fn test_component() -> ComponentCatalog {
 
 fn mthexapod() -> ComponentCatalog {
     let mut c = component("MTHexapod", true);
-    let xyzuvw: &[F] =
-        &[("x", "double", 1, "um"), ("y", "double", 1, "um"), ("z", "double", 1, "um"), ("u", "double", 1, "deg"), ("v", "double", 1, "deg"), ("w", "double", 1, "deg")];
+    let xyzuvw: &[F] = &[
+        ("x", "double", 1, "um"),
+        ("y", "double", 1, "um"),
+        ("z", "double", 1, "um"),
+        ("u", "double", 1, "deg"),
+        ("v", "double", 1, "deg"),
+        ("w", "double", 1, "deg"),
+    ];
     c.events = vec![
         topic("compensationMode", &[("enabled", "boolean", 1, U)]),
         topic("connected", &[("connected", "boolean", 1, U)]),
-        topic("controllerState", &[("controllerState", "long", 1, U), ("enabledSubstate", "long", 1, U), ("applicationStatus", "long", 1, U)]),
+        topic(
+            "controllerState",
+            &[
+                ("controllerState", "long", 1, U),
+                ("enabledSubstate", "long", 1, U),
+                ("applicationStatus", "long", 1, U),
+            ],
+        ),
         topic("inPosition", &[("inPosition", "boolean", 1, U)]),
         topic("interlock", &[("engaged", "boolean", 1, U)]),
         topic("uncompensatedPosition", xyzuvw),
@@ -367,7 +420,12 @@ fn mthexapod() -> ComponentCatalog {
     c.telemetry = vec![
         topic(
             "actuators",
-            &[("calibrated", "double", 6, "um"), ("raw", "double", 6, U), ("positionError", "double", 6, "micron"), ("timestamp", "double", 1, S)],
+            &[
+                ("calibrated", "double", 6, "um"),
+                ("raw", "double", 6, U),
+                ("positionError", "double", 6, "micron"),
+                ("timestamp", "double", 1, S),
+            ],
         ),
         topic("application", &[("demand", "double", 6, U), ("position", "double", 6, U), ("error", "double", 6, U)]),
         topic(
@@ -419,7 +477,11 @@ mod tests {
             let b = builtin.component(name).unwrap();
             let x = xml.component(name).unwrap();
             assert_eq!(b.indexed, x.indexed, "{name} indexed");
-            for (kind, bt, xt) in [("event", &b.events, &x.events), ("telemetry", &b.telemetry, &x.telemetry), ("command", &b.commands, &x.commands)] {
+            for (kind, bt, xt) in [
+                ("event", &b.events, &x.events),
+                ("telemetry", &b.telemetry, &x.telemetry),
+                ("command", &b.commands, &x.commands),
+            ] {
                 let mut last = None;
                 for t in bt {
                     let pos = xt.iter().position(|x| x.name == t.name);
@@ -430,7 +492,15 @@ mod tests {
                     last = Some(pos);
                 }
                 // every generic of the real component is in the built-in one
-                for g in ["heartbeat", "logLevel", "logMessage", "softwareVersions", "summaryState", "configurationApplied", "errorCode"] {
+                for g in [
+                    "heartbeat",
+                    "logLevel",
+                    "logMessage",
+                    "softwareVersions",
+                    "summaryState",
+                    "configurationApplied",
+                    "errorCode",
+                ] {
                     if kind == "event" && xt.iter().any(|t| t.name == g) {
                         assert!(bt.iter().any(|t| t.name == g), "{name} built-in lacks {g}");
                     }

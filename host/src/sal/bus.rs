@@ -109,7 +109,14 @@ mod tests {
     use love_plugin_api::abi::Sample;
 
     fn msg(component: &str, index: i64, topic: &str, kind: TopicKind) -> Arc<InputMsg> {
-        sample_msg(Sample { component: component.into(), sal_index: index, topic: topic.into(), kind, seq: next_seq(), ..Default::default() })
+        sample_msg(Sample {
+            component: component.into(),
+            sal_index: index,
+            topic: topic.into(),
+            kind,
+            seq: next_seq(),
+            ..Default::default()
+        })
     }
 
     #[tokio::test]

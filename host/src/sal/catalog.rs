@@ -95,7 +95,8 @@ impl TopicCatalog {
     /// Load a ts_xml `sal_interfaces` directory. Problems in single files are returned in the
     /// list (with file and line) and the rest still loads; a missing directory is an error.
     pub fn load_dir(path: &Path) -> Result<(TopicCatalog, Vec<CatalogError>), CatalogError> {
-        let entries = std::fs::read_dir(path).map_err(|source| CatalogError::Dir { path: path.to_path_buf(), source })?;
+        let entries =
+            std::fs::read_dir(path).map_err(|source| CatalogError::Dir { path: path.to_path_buf(), source })?;
         let mut errors = Vec::new();
 
         let subsystems = {
@@ -135,7 +136,8 @@ impl TopicCatalog {
             let sub = subsystems.get(&name).cloned().unwrap_or_default();
             let mut comp = ComponentCatalog { name: name.clone(), indexed: sub.indexed, ..Default::default() };
             let mut enums = Vec::new();
-            for (suffix, kind) in [("Commands", Kind::Command), ("Events", Kind::Event), ("Telemetry", Kind::Telemetry)] {
+            for (suffix, kind) in [("Commands", Kind::Command), ("Events", Kind::Event), ("Telemetry", Kind::Telemetry)]
+            {
                 let file = path.join(&name).join(format!("{name}_{suffix}.xml"));
                 if !file.exists() {
                     continue;
@@ -316,7 +318,10 @@ fn parse_xml(text: &str) -> Result<Node, (usize, String)> {
     }
     if stack.len() != 1 {
         let open = stack.last().expect("non-empty");
-        return Err((lines.at(text.len() as u64), format!("unexpected end of file: <{}> (line {}) is not closed", open.name, open.line)));
+        return Err((
+            lines.at(text.len() as u64),
+            format!("unexpected end of file: <{}> (line {}) is not closed", open.name, open.line),
+        ));
     }
     let root = stack.pop().expect("root");
     if root.children.is_empty() {
@@ -330,7 +335,11 @@ fn parse_subsystems(path: &Path, doc: &Node, errors: &mut Vec<CatalogError>) -> 
     for set in &doc.children {
         for s in set.all("SALSubsystem") {
             let Some(name) = s.child_text("Name").filter(|n| !n.is_empty()) else {
-                errors.push(CatalogError::Parse { path: path.to_path_buf(), line: s.line, message: "SALSubsystem without <Name>".into() });
+                errors.push(CatalogError::Parse {
+                    path: path.to_path_buf(),
+                    line: s.line,
+                    message: "SALSubsystem without <Name>".into(),
+                });
                 continue;
             };
             let index = s.child_text("IndexEnumeration").unwrap_or("no");
@@ -341,7 +350,10 @@ fn parse_subsystems(path: &Path, doc: &Node, errors: &mut Vec<CatalogError>) -> 
                 .map(|g| g.trim().to_string())
                 .filter(|g| !g.is_empty())
                 .collect();
-            out.insert(name.to_string(), Subsystem { indexed: !index.eq_ignore_ascii_case("no"), added_generics: added });
+            out.insert(
+                name.to_string(),
+                Subsystem { indexed: !index.eq_ignore_ascii_case("no"), added_generics: added },
+            );
         }
     }
     out
@@ -355,7 +367,10 @@ fn parse_generics(path: &Path, doc: &Node, errors: &mut Vec<CatalogError>) -> Ve
         let sets: Vec<&Node> = if set.name == "SALObjects" { set.children.iter().collect() } else { vec![set] };
         for s in sets {
             for (kind, topic) in parse_topics(path, s, "SALGeneric", &mut enums, errors) {
-                let el = s.children.iter().find(|c| c.child_text("EFDB_Topic").map(|t| topic_matches(t, &topic.name)).unwrap_or(false));
+                let el = s
+                    .children
+                    .iter()
+                    .find(|c| c.child_text("EFDB_Topic").map(|t| topic_matches(t, &topic.name)).unwrap_or(false));
                 let category = el.and_then(|e| e.child_text("Category")).map(str::to_string);
                 let full_name = match kind {
                     Kind::Command => format!("command_{}", topic.name),
@@ -569,11 +584,8 @@ mod tests {
     #[test]
     fn every_component_parses() {
         let cat = xml();
-        let dirs = std::fs::read_dir(test_xml_dir())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_type().unwrap().is_dir())
-            .count();
+        let dirs =
+            std::fs::read_dir(test_xml_dir()).unwrap().flatten().filter(|e| e.file_type().unwrap().is_dir()).count();
         assert!(dirs > 50, "only {dirs} component dirs");
         assert!(cat.len() >= dirs);
         for name in cat.names() {
@@ -621,7 +633,10 @@ mod tests {
         assert_eq!(f("timestampSeverityOldest").idl_type, "double");
         assert_eq!(f("name").units, "unitless");
         let sev = w.enumeration("AlarmSeverity").unwrap();
-        assert_eq!(sev.values, vec![(1, "NONE".into()), (2, "WARNING".into()), (3, "SERIOUS".into()), (4, "CRITICAL".into())]);
+        assert_eq!(
+            sev.values,
+            vec![(1, "NONE".into()), (2, "WARNING".into()), (3, "SERIOUS".into()), (4, "CRITICAL".into())]
+        );
         // csc generics, not configurable ones
         assert!(w.event("summaryState").is_some());
         assert!(w.command("setLogLevel").is_some());
@@ -679,11 +694,12 @@ mod tests {
         let cat = xml();
         let sq = cat.component("ScriptQueue").unwrap();
         let ps = sq.enumeration("ScriptProcessState").unwrap();
-        let want: Vec<(i64, String)> = ["UNKNOWN", "LOADING", "CONFIGURED", "RUNNING", "DONE", "LOADFAILED", "CONFIGURE_FAILED", "TERMINATED"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i as i64, n.to_string()))
-            .collect();
+        let want: Vec<(i64, String)> =
+            ["UNKNOWN", "LOADING", "CONFIGURED", "RUNNING", "DONE", "LOADFAILED", "CONFIGURE_FAILED", "TERMINATED"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as i64, n.to_string()))
+                .collect();
         assert_eq!(ps.values, want);
         let s = cat.component("Script").unwrap();
         let st = s.enumeration("ScriptState").unwrap();
@@ -759,7 +775,11 @@ mod tests {
             "Good/Good_Telemetry.xml",
             "<SALTelemetrySet>\n<SALTelemetry>\n<EFDB_Topic>Good_position</EFDB_Topic>\n<item><EFDB_Name>x</EFDB_Name><IDL_Type>float</IDL_Type><Units>m</Units></item>\n<item><EFDB_Name>y</EFDB_Name><IDL_Type>double</IDL_Type><Count>3</Count></item>\n</SALTelemetry>\n</SALTelemetrySet>\n",
         );
-        write(&dir, "Bad/Bad_Events.xml", "<SALEventSet>\n<SALEvent>\n<EFDB_Topic>Bad_x</EFDB_Topic>\n</Oops>\n</SALEventSet>\n");
+        write(
+            &dir,
+            "Bad/Bad_Events.xml",
+            "<SALEventSet>\n<SALEvent>\n<EFDB_Topic>Bad_x</EFDB_Topic>\n</Oops>\n</SALEventSet>\n",
+        );
         let (cat, errors) = TopicCatalog::load_dir(&dir).unwrap();
         assert_eq!(errors.len(), 1, "{errors:#?}");
         let msg = errors[0].to_string();

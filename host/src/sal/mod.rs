@@ -7,9 +7,9 @@
 mod builtin;
 pub mod bus;
 pub mod catalog;
+pub mod kafka;
 pub mod replay;
 pub mod sim;
-pub mod kafka;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

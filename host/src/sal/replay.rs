@@ -151,7 +151,9 @@ pub fn encode_line(t: f64, s: &Sample) -> String {
     let fields = s
         .fields
         .iter()
-        .map(|f| (f.name.to_string(), serde_json::to_value(RecValue::from(&f.value)).unwrap_or(serde_json::Value::Null)))
+        .map(|f| {
+            (f.name.to_string(), serde_json::to_value(RecValue::from(&f.value)).unwrap_or(serde_json::Value::Null))
+        })
         .collect();
     let line = RecLine {
         t,
@@ -239,7 +241,8 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     /// Create (truncate) the recording file.
     pub fn create(path: &Path) -> Result<Recorder, ReplayError> {
-        let file = std::fs::File::create(path).map_err(|source| ReplayError::Io { path: path.to_path_buf(), source })?;
+        let file =
+            std::fs::File::create(path).map_err(|source| ReplayError::Io { path: path.to_path_buf(), source })?;
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let p = path.to_path_buf();
         let writer = std::thread::Builder::new()
@@ -474,7 +477,8 @@ impl ReplaySource {
 
     fn start(&self) -> Result<(), SalError> {
         let Some(records) = lock(&self.inner.records).take() else { return Ok(()) };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| SalError::Other("replay: no tokio runtime".into()))?;
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| SalError::Other("replay: no tokio runtime".into()))?;
         let inner = self.inner.clone();
         handle.spawn(async move {
             let mut shutdown = inner.shutdown.clone();
@@ -527,8 +531,8 @@ impl SalSource for ReplaySource {
 mod tests {
     use super::*;
     use crate::sal::catalog::TopicCatalog;
-    use crate::sal::sim::SimSource;
     use crate::sal::route_matches;
+    use crate::sal::sim::SimSource;
     use crate::shutdown;
 
     fn tmp(name: &str) -> PathBuf {
@@ -547,7 +551,14 @@ mod tests {
             sal_index: 3,
             topic: "scalars".into(),
             kind: TopicKind::TELEMETRY,
-            stamps: PrivateStamps { snd_stamp: 1.7e9 + 0.1, seq_num: 4, rev_code: "abcd0123".into(), identity: "Test:3".into(), origin: 77, ..Default::default() },
+            stamps: PrivateStamps {
+                snd_stamp: 1.7e9 + 0.1,
+                seq_num: 4,
+                rev_code: "abcd0123".into(),
+                identity: "Test:3".into(),
+                origin: 77,
+                ..Default::default()
+            },
             fields: vec![
                 Field { name: "zeta".into(), value: Value::Float(0.1f32 as f64) },
                 Field { name: "alpha".into(), value: Value::Int(-5) },
@@ -573,7 +584,15 @@ mod tests {
     #[test]
     fn bad_lines_are_numbered_skipped_or_fatal() {
         let path = tmp("bad.jsonl");
-        let good = encode_line(0.0, &Sample { component: "ATDome".into(), topic: "heartbeat".into(), kind: TopicKind::EVENT, ..Default::default() });
+        let good = encode_line(
+            0.0,
+            &Sample {
+                component: "ATDome".into(),
+                topic: "heartbeat".into(),
+                kind: TopicKind::EVENT,
+                ..Default::default()
+            },
+        );
         std::fs::write(&path, format!("{good}\n\nnot json\n{good}\n{{\"t\":1,\"sample\":{{}}}}\n")).unwrap();
         let (_t, l) = shutdown::channel();
         let r = ReplaySource::open(&path, ReplayOptions::default(), l.clone()).unwrap();
@@ -582,7 +601,8 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("bad.jsonl:3:"), "{lines:?}");
         assert!(lines[1].contains("bad.jsonl:5:"), "{lines:?}");
-        let err = ReplaySource::open(&path, ReplayOptions { strict: true, ..Default::default() }, l.clone()).unwrap_err();
+        let err =
+            ReplaySource::open(&path, ReplayOptions { strict: true, ..Default::default() }, l.clone()).unwrap_err();
         assert!(err.to_string().contains("bad.jsonl:3:"), "{err}");
         let err = ReplaySource::open(&tmp("missing.jsonl"), ReplayOptions::default(), l).unwrap_err();
         assert!(err.to_string().contains("missing.jsonl"));
@@ -630,7 +650,8 @@ mod tests {
 
         let (_t2, l2) = shutdown::channel();
         for speed in [1.0, 0.0] {
-            let replay = ReplaySource::open(&path, ReplayOptions { speed, strict: true, start_delay: 0.5 }, l2.clone()).unwrap();
+            let replay =
+                ReplaySource::open(&path, ReplayOptions { speed, strict: true, start_delay: 0.5 }, l2.clone()).unwrap();
             let mut rxs = Vec::new();
             for (c, i) in subs {
                 let (tx, rx) = mpsc::channel(100_000);
@@ -647,8 +668,11 @@ mod tests {
                 assert!(took < 0.6, "took {took}");
             }
             for ((c, i), rx) in subs.iter().zip(rxs.iter_mut()) {
-                let want: Vec<Sample> =
-                    recorded.iter().filter(|(_, s)| route_matches(c, *i, &s.component, s.sal_index)).map(|(_, s)| essence(s)).collect();
+                let want: Vec<Sample> = recorded
+                    .iter()
+                    .filter(|(_, s)| route_matches(c, *i, &s.component, s.sal_index))
+                    .map(|(_, s)| essence(s))
+                    .collect();
                 let mut got = Vec::new();
                 for _ in 0..want.len() {
                     got.push(essence(&rx.recv().await.unwrap().sample));

@@ -71,7 +71,8 @@ pub struct HeartbeatStop {
 impl HeartbeatStop {
     /// Parse `NAME[:index][@SECONDS]`.
     pub fn parse(spec: &str) -> Result<HeartbeatStop, SalError> {
-        let bad = |why: &str| SalError::Other(format!("bad heartbeat stop {spec:?} ({why}); expected NAME[:index]@SECONDS"));
+        let bad =
+            |why: &str| SalError::Other(format!("bad heartbeat stop {spec:?} ({why}); expected NAME[:index]@SECONDS"));
         let (name, after) = match spec.trim().split_once('@') {
             Some((n, s)) => (n, s.trim().parse::<f64>().map_err(|_| bad("seconds"))?),
             None => (spec.trim(), 0.0),
@@ -239,7 +240,10 @@ impl SalSource for SimSource {
         let target = lock(&self.inner.comps).get(&(cmd.component.clone(), index)).cloned();
         Box::pin(async move {
             let Some(tx) = target else {
-                return CommandAck { code: ack::NOACK, result: format!("{}:{} is not simulated", cmd.component, index) };
+                return CommandAck {
+                    code: ack::NOACK,
+                    result: format!("{}:{} is not simulated", cmd.component, index),
+                };
             };
             let timeout = if cmd.timeout > 0.0 { cmd.timeout } else { 60.0 };
             let (reply, rx) = oneshot::channel();
@@ -298,7 +302,14 @@ impl Ctx {
     /// Publish a sample of `component`:`index` with the fields of its catalog topic, in catalog
     /// order: `values` by name, the rest zero/empty. Returns false (and publishes nothing) when
     /// the catalog lacks the topic.
-    fn publish_to(&mut self, component: &str, index: i64, kind: TopicKind, topic: &str, values: Vec<(&str, Value)>) -> bool {
+    fn publish_to(
+        &mut self,
+        component: &str,
+        index: i64,
+        kind: TopicKind,
+        topic: &str,
+        values: Vec<(&str, Value)>,
+    ) -> bool {
         let info = {
             let cat = if component == self.name { Some(&self.cat) } else { self.inner.catalog.component(component) };
             let Some(cat) = cat else { return false };
@@ -335,7 +346,8 @@ impl Ctx {
             *n += 1;
             *n
         };
-        let rev = fnv(&[info.name.as_bytes(), info.fields.iter().map(|f| f.name.as_str()).collect::<String>().as_bytes()]);
+        let rev =
+            fnv(&[info.name.as_bytes(), info.fields.iter().map(|f| f.name.as_str()).collect::<String>().as_bytes()]);
         let identity = if index != 0 { format!("{component}:{index}") } else { component.to_string() };
         let sample = Sample {
             component: component.into(),
@@ -370,7 +382,12 @@ impl Ctx {
         self.event("logLevel", vec![("level", int(20)), ("subsystem", s(""))]);
         self.event(
             "softwareVersions",
-            vec![("salVersion", s("8.0.0")), ("xmlVersion", s("22.1.0")), ("cscVersion", s("love-host-sim")), ("subsystemVersions", s(""))],
+            vec![
+                ("salVersion", s("8.0.0")),
+                ("xmlVersion", s("22.1.0")),
+                ("cscVersion", s("love-host-sim")),
+                ("subsystemVersions", s("")),
+            ],
         );
     }
 
@@ -900,7 +917,10 @@ impl QueueSim {
     }
 
     fn publish_available(&self, ctx: &mut Ctx) {
-        ctx.event("availableScripts", vec![("standard", s(&STANDARD_SCRIPTS.join(":"))), ("external", s(&EXTERNAL_SCRIPTS.join(":")))]);
+        ctx.event(
+            "availableScripts",
+            vec![("standard", s(&STANDARD_SCRIPTS.join(":"))), ("external", s(&EXTERNAL_SCRIPTS.join(":")))],
+        );
     }
 
     fn publish_queue(&self, ctx: &mut Ctx) {
@@ -953,7 +973,12 @@ impl QueueSim {
             ctx,
             sc.index,
             "state",
-            vec![("state", int(sc.script_state)), ("reason", s(reason)), ("lastCheckpoint", s(&last)), ("numCheckpoints", int(sc.checkpoint as i64))],
+            vec![
+                ("state", int(sc.script_state)),
+                ("reason", s(reason)),
+                ("lastCheckpoint", s(&last)),
+                ("numCheckpoints", int(sc.checkpoint as i64)),
+            ],
         );
     }
 
@@ -1030,7 +1055,12 @@ impl QueueSim {
         let sc = sc.clone();
         let duration = ctx.rng.gen_range(10.0..300.0);
         Self::script_event(ctx, sc.index, "checkpoints", vec![("pause", s("")), ("stop", s(""))]);
-        Self::script_event(ctx, sc.index, "metadata", vec![("duration", float(duration)), ("nimages", int(0)), ("totalCheckpoints", int(sc.remaining as i64))]);
+        Self::script_event(
+            ctx,
+            sc.index,
+            "metadata",
+            vec![("duration", float(duration)), ("nimages", int(0)), ("totalCheckpoints", int(sc.remaining as i64))],
+        );
         Self::script_state(ctx, &sc, "");
         Self::publish_script(ctx, &sc);
     }
@@ -1107,7 +1137,14 @@ impl QueueSim {
                     let kind = if standard { "standard" } else { "external" };
                     return Some(CommandAck { code: ack::FAILED, result: format!("Unknown {kind} script {path:?}") });
                 }
-                ctx.event("configSchema", vec![("isStandard", Value::Bool(standard)), ("path", s(&path)), ("configSchema", s(&schema_for(&path)))]);
+                ctx.event(
+                    "configSchema",
+                    vec![
+                        ("isStandard", Value::Bool(standard)),
+                        ("path", s(&path)),
+                        ("configSchema", s(&schema_for(&path))),
+                    ],
+                );
                 Some(done())
             }
             "showAvailableScripts" => {
@@ -1173,7 +1210,10 @@ impl DomeSim {
             self.moving = true;
             let diff = (self.target - self.azimuth + 540.0).rem_euclid(360.0) - 180.0;
             let st = if diff >= 0.0 { dome::AZ_MOVING_CW } else { dome::AZ_MOVING_CCW };
-            ctx.event("azimuthCommandedState", vec![("commandedState", int(dome::AZ_CMD_GO_TO_POSITION)), ("azimuth", float(self.target))]);
+            ctx.event(
+                "azimuthCommandedState",
+                vec![("commandedState", int(dome::AZ_CMD_GO_TO_POSITION)), ("azimuth", float(self.target))],
+            );
             ctx.event("azimuthState", vec![("state", int(st)), ("homed", Value::Bool(true))]);
             ctx.event("azimuthInPosition", vec![("inPosition", Value::Bool(false))]);
         }
@@ -1263,7 +1303,10 @@ mod tests {
         let pos = got.iter().find(|m| m.sample.topic.as_str() == "position").unwrap();
         assert_eq!(pos.sample.kind, TopicKind::TELEMETRY);
         let names: Vec<&str> = pos.sample.fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["dropoutDoorOpeningPercentage", "mainDoorOpeningPercentage", "azimuthPosition", "azimuthEncoderPosition"]);
+        assert_eq!(
+            names,
+            ["dropoutDoorOpeningPercentage", "mainDoorOpeningPercentage", "azimuthPosition", "azimuthEncoderPosition"]
+        );
         // float32 fields arrive widened from f32
         for m in got.iter().filter(|m| m.sample.topic.as_str() == "position") {
             let Value::Float(x) = m.sample.fields[1].value else { panic!("float") };
@@ -1277,7 +1320,9 @@ mod tests {
         sim.subscribe("ATDome", 0, tx2).unwrap();
         let hist = collect(&mut rx2, 3).await;
         let topics: Vec<&str> = hist.iter().map(|m| m.sample.topic.as_str()).collect();
-        assert!(topics.contains(&"summaryState") && topics.contains(&"logLevel") && topics.contains(&"softwareVersions"));
+        assert!(
+            topics.contains(&"summaryState") && topics.contains(&"logLevel") && topics.contains(&"softwareVersions")
+        );
         assert_eq!(sim.simulated(), [("ATDome".to_string(), 0)]);
     }
 
@@ -1314,7 +1359,10 @@ mod tests {
         assert!(sev.len() >= 3, "severities seen: {sev:?}");
         assert!(alarms.iter().any(|s| get(s, "acknowledged") == Value::Bool(true)));
         // a cleared alarm: severity back to NONE after having been raised
-        assert!(alarms.iter().any(|s| get(s, "severity") == Value::Int(severity::NONE) && get(s, "maxSeverity") != Value::Int(severity::NONE)));
+        assert!(alarms
+            .iter()
+            .any(|s| get(s, "severity") == Value::Int(severity::NONE)
+                && get(s, "maxSeverity") != Value::Int(severity::NONE)));
         assert_eq!(alarms[0].fields.len(), 18);
     }
 
@@ -1326,13 +1374,15 @@ mod tests {
         sim.subscribe("Script", 0, tx).unwrap();
         assert_eq!(sim.simulated(), [("ScriptQueue".to_string(), 1)]);
         let got = collect(&mut rx, 1500).await;
-        let sq: Vec<&Sample> = got.iter().map(|m| &m.sample).filter(|s| s.component.as_str() == "ScriptQueue").collect();
+        let sq: Vec<&Sample> =
+            got.iter().map(|m| &m.sample).filter(|s| s.component.as_str() == "ScriptQueue").collect();
         assert!(sq.iter().all(|s| s.sal_index == 1));
         assert!(sq.iter().any(|s| s.topic.as_str() == "availableScripts"));
         let scripts: Vec<&&Sample> = sq.iter().filter(|s| s.topic.as_str() == "script").collect();
         let pstates: HashSet<String> = scripts.iter().map(|s| format!("{:?}", s.fields[9].value)).collect();
         assert!(pstates.len() >= 4, "process states {pstates:?}"); // loading, configured, running, done
-        let script_samples: Vec<&Sample> = got.iter().map(|m| &m.sample).filter(|s| s.component.as_str() == "Script").collect();
+        let script_samples: Vec<&Sample> =
+            got.iter().map(|m| &m.sample).filter(|s| s.component.as_str() == "Script").collect();
         assert!(script_samples.iter().all(|s| s.sal_index >= 100_000 && s.sal_index < 200_000));
         for t in ["state", "metadata", "description", "checkpoints", "logLevel", "heartbeat", "logMessage"] {
             assert!(script_samples.iter().any(|s| s.topic.as_str() == t), "no Script {t}");
@@ -1355,7 +1405,10 @@ mod tests {
             component: "ScriptQueue".into(),
             index: 1,
             name: "showSchema".into(),
-            fields: vec![Field { name: "isStandard".into(), value: Value::Bool(true) }, Field { name: "path".into(), value: s(path) }],
+            fields: vec![
+                Field { name: "isStandard".into(), value: Value::Bool(true) },
+                Field { name: "path".into(), value: s(path) },
+            ],
             timeout: 5.0,
         };
         let a = sim.command(cmd("sleep.py")).await;
@@ -1381,7 +1434,13 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(10_000);
         sim.subscribe("MTHexapod", 1, tx).unwrap();
         collect(&mut rx, 3).await;
-        let cmd = |name: &str| SalCommand { component: "MTHexapod".into(), index: 1, name: name.into(), fields: vec![], timeout: 1.0 };
+        let cmd = |name: &str| SalCommand {
+            component: "MTHexapod".into(),
+            index: 1,
+            name: name.into(),
+            fields: vec![],
+            timeout: 1.0,
+        };
         assert_eq!(sim.command(cmd("disable")).await.code, ack::COMPLETE);
         assert_eq!(sim.command(cmd("flyAway")).await.code, ack::FAILED);
         let mut saw = false;
@@ -1420,7 +1479,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         sim2.stop_heartbeat("Watcher", 0);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let beats = std::iter::from_fn(|| rx.try_recv().ok()).filter(|m| m.sample.topic.as_str() == "heartbeat").count();
+        let beats =
+            std::iter::from_fn(|| rx.try_recv().ok()).filter(|m| m.sample.topic.as_str() == "heartbeat").count();
         assert_eq!(beats, 3);
     }
 
@@ -1441,7 +1501,8 @@ mod tests {
             let want = 2 + cat.telemetry.len();
             for m in collect(&mut rx, want).await {
                 let s = &m.sample;
-                let t = if s.kind == TopicKind::TELEMETRY { cat.telemetry_topic(&s.topic) } else { cat.event(&s.topic) };
+                let t =
+                    if s.kind == TopicKind::TELEMETRY { cat.telemetry_topic(&s.topic) } else { cat.event(&s.topic) };
                 let t = t.unwrap_or_else(|| panic!("{name} {}", s.topic));
                 assert_eq!(s.fields.len(), t.fields.len(), "{name} {}", s.topic);
                 for (f, info) in s.fields.iter().zip(&t.fields) {
@@ -1456,7 +1517,11 @@ mod tests {
                         (Value::Str(_), ScalarKind::Str, _) => true,
                         _ => false,
                     };
-                    assert!(ok, "{name} {} {}: {:?} for {} x{}", s.topic, info.name, f.value, info.idl_type, info.count);
+                    assert!(
+                        ok,
+                        "{name} {} {}: {:?} for {} x{}",
+                        s.topic, info.name, f.value, info.idl_type, info.count
+                    );
                 }
             }
         }
@@ -1464,7 +1529,10 @@ mod tests {
 
     #[test]
     fn heartbeat_stop_specs() {
-        assert_eq!(HeartbeatStop::parse("ATDome@5").unwrap(), HeartbeatStop { component: "ATDome".into(), index: 0, after: 5.0 });
+        assert_eq!(
+            HeartbeatStop::parse("ATDome@5").unwrap(),
+            HeartbeatStop { component: "ATDome".into(), index: 0, after: 5.0 }
+        );
         assert_eq!(HeartbeatStop::parse("ScriptQueue:2@0.5").unwrap().index, 2);
         assert_eq!(HeartbeatStop::parse("Watcher").unwrap().after, 0.0);
         assert!(HeartbeatStop::parse("ATDome@soon").is_err());

@@ -396,10 +396,7 @@ impl ScriptQueueProducer {
 
     /// The stateStream payload.
     pub fn state_payload(&self) -> String {
-        format!(
-            "{{\"enabled\": {}, \"running\": {}}}",
-            self.state.queue.enabled, self.state.queue.running
-        )
+        format!("{{\"enabled\": {}, \"running\": {}}}", self.state.queue.enabled, self.state.queue.running)
     }
 
     /// The scriptsStream payload.
@@ -643,10 +640,7 @@ impl ScriptQueueProducer {
         };
         let list = if standard { &mut self.state.standard } else { &mut self.state.external };
         if !list.set_schema(&path, schema) {
-            out.log(
-                LogLevel::WARNING,
-                format!("Script {path} not in {kind} available scripts database. Adding..."),
-            );
+            out.log(LogLevel::WARNING, format!("Script {path} not in {kind} available scripts database. Adding..."));
         }
         if self.state.schema_update.is_none() {
             self.push_available_stream(now, out);
@@ -670,7 +664,10 @@ impl ScriptQueueProducer {
                     &component,
                     index,
                     "showSchema",
-                    vec![Field::new("isStandard", Value::Bool(is_standard)), Field::new("path", Value::Str(path.as_str().into()))],
+                    vec![
+                        Field::new("isStandard", Value::Bool(is_standard)),
+                        Field::new("path", Value::Str(path.as_str().into())),
+                    ],
                     SHOW_SCHEMA_TIMEOUT,
                 );
                 update.in_flight =
@@ -845,8 +842,7 @@ impl ScriptQueueProducer {
     /// One round of the reference's script heartbeat loop: current then waiting scripts.
     fn script_heartbeat_round(&mut self, now: f64, out: &mut Actions) {
         let limit = now - SCRIPT_HEARTBEAT_INTERVAL - self.settings.script_heartbeat_timeout;
-        let indices: Vec<i64> =
-            self.state.queue.current.iter().chain(&self.state.queue.waiting).copied().collect();
+        let indices: Vec<i64> = self.state.queue.current.iter().chain(&self.state.queue.waiting).copied().collect();
         for index in indices {
             let hb = self.state.heartbeats.entry(index).or_default();
             if hb.last < limit {
@@ -854,7 +850,8 @@ impl ScriptQueueProducer {
             } else {
                 hb.lost = 0;
             }
-            let mut msg = event_snd_first(SCRIPT_HEARTBEATS, self.core.index(), "stream", &hb.payload(index), SndStamp::Zero);
+            let mut msg =
+                event_snd_first(SCRIPT_HEARTBEATS, self.core.index(), "stream", &hb.payload(index), SndStamp::Zero);
             // Coalesce per script, not on the shared stream.
             msg.stream = format!("stream:{index}");
             out.send(msg);
@@ -940,8 +937,8 @@ impl ProducerLogic for ScriptQueueProducer {
     }
 
     fn restore(&mut self, text: &str) -> Result<(), PluginError> {
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| PluginError::new(format!("invalid scriptqueue snapshot: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PluginError::new(format!("invalid scriptqueue snapshot: {e}")))?;
         let version = v
             .get("version")
             .and_then(|x| x.as_u64())

@@ -54,7 +54,10 @@ fn log_texts(msgs: &[J]) -> Vec<(i64, String)> {
             let d = &m["data"][0];
             assert_eq!(d["csc"], "Script");
             assert_eq!(m["producer_snd"], 0);
-            (d["salindex"].as_i64().unwrap(), d["data"]["logMessage"][0]["message"]["value"].as_str().unwrap().to_string())
+            (
+                d["salindex"].as_i64().unwrap(),
+                d["data"]["logMessage"][0]["message"]["value"].as_str().unwrap().to_string(),
+            )
         })
         .collect()
 }
@@ -66,12 +69,18 @@ fn quirk_11_fixed_reply_is_the_requested_scripts_buffer() {
     for (i, m) in [(10, "current"), (11, "waiting"), (9, "finished"), (10, "current 2")] {
         sample(&mut p, &log_event(i, m), T0);
     }
-    let r = |p: &mut ScriptQueueProducer, idx: J| log_texts(&sent(p, Input::ManagerMessage(&request("Script", idx, "logMessage")), T0));
+    let r = |p: &mut ScriptQueueProducer, idx: J| {
+        log_texts(&sent(p, Input::ManagerMessage(&request("Script", idx, "logMessage")), T0))
+    };
     assert_eq!(r(&mut p, json!(10)), vec![(10, "current".into()), (10, "current 2".into())]);
     assert_eq!(r(&mut p, json!(11)), vec![(11, "waiting".into())]);
     assert_eq!(r(&mut p, json!(9)), vec![(9, "finished".into())], "a finished script's buffer is answered");
     assert!(r(&mut p, json!(12345)).is_empty(), "unknown script: nothing");
-    assert_eq!(r(&mut p, json!("all")), vec![(10, "current".into()), (10, "current 2".into())], "all: the current script");
+    assert_eq!(
+        r(&mut p, json!("all")),
+        vec![(10, "current".into()), (10, "current 2".into())],
+        "all: the current script"
+    );
     // A finished script's messages are stored but not sent live.
     assert!(sample(&mut p, &log_event(9, "late"), T0).is_empty());
     assert_eq!(r(&mut p, json!(9)).len(), 2);
@@ -104,7 +113,11 @@ fn quirk_13_fixed_queue_event_always_sends_its_streams() {
     let got = sample(&mut p, &queue_event(true, true, 555, &[556], &[]), T0);
     assert_eq!(
         streams(&got),
-        vec![pair("ScriptQueue", "queue"), pair("ScriptQueueState", "stateStream"), pair("ScriptQueueState", "scriptsStream")]
+        vec![
+            pair("ScriptQueue", "queue"),
+            pair("ScriptQueueState", "stateStream"),
+            pair("ScriptQueueState", "scriptsStream")
+        ]
     );
     assert!(p.script_heartbeat(555).is_some() && p.log_buffer(555).is_some());
     assert_eq!(got[2]["data"][0]["data"]["scriptsStream"]["current_scripts"][0]["path"], "a.py");
@@ -112,7 +125,10 @@ fn quirk_13_fixed_queue_event_always_sends_its_streams() {
     // reference's handler failed deleting its missing records and sent nothing.
     sample(&mut p, &script_event(777, false, "x.py", 1, 1), T0);
     let got = sample(&mut p, &queue_event(true, false, 556, &[], &[555]), T0);
-    assert_eq!(streams(&got)[1..], [pair("ScriptQueueState", "stateStream"), pair("ScriptQueueState", "scriptsStream")]);
+    assert_eq!(
+        streams(&got)[1..],
+        [pair("ScriptQueueState", "stateStream"), pair("ScriptQueueState", "scriptsStream")]
+    );
     assert_eq!(got[1]["data"][0]["data"]["stateStream"], json!({"enabled": true, "running": false}));
     assert!(p.script(777).is_none());
     assert_eq!(p.queue().finished, vec![555]);
@@ -121,12 +137,20 @@ fn quirk_13_fixed_queue_event_always_sends_its_streams() {
 #[test]
 fn quirk_14_fixed_no_empty_paths() {
     let mut p = producer(&[]);
-    let got = sample(&mut p, &event("ScriptQueue", "availableScripts", 1, json!({"standard": "", "external": "e.py::f.py"})), T0);
+    let got = sample(
+        &mut p,
+        &event("ScriptQueue", "availableScripts", 1, json!({"standard": "", "external": "e.py::f.py"})),
+        T0,
+    );
     assert_eq!(
         got[1]["data"][0]["data"]["availableScriptsStream"]["available_scripts"],
         json!([{"type": "external", "path": "e.py", "configSchema": ""}, {"type": "external", "path": "f.py", "configSchema": ""}])
     );
-    let got = sample(&mut p, &event("ScriptQueue", "configSchema", 1, json!({"isStandard": true, "path": "", "configSchema": "x"})), T0);
+    let got = sample(
+        &mut p,
+        &event("ScriptQueue", "configSchema", 1, json!({"isStandard": true, "path": "", "configSchema": "x"})),
+        T0,
+    );
     assert_eq!(streams(&got), vec![pair("ScriptQueue", "configSchema")], "ignored, only forwarded");
     assert_eq!(p.sizes().available, 2);
 }
@@ -140,7 +164,10 @@ fn state_names_come_from_the_catalog_and_unknown_values_send_nothing() {
     assert_eq!((obj["process_state"].as_str(), obj["script_state"].as_str()), (Some("TERMINATED"), Some("STOPPED")));
     // Process state 99 does not exist: logged, type/path updated, nothing sent.
     let actions = run(&mut p, Input::Sample(&script_event(10, false, "b.py", 99, 3)), T0);
-    assert_eq!(streams(&sends(&actions).iter().map(|t| parse(t)).collect::<Vec<_>>()), vec![pair("ScriptQueue", "script")]);
+    assert_eq!(
+        streams(&sends(&actions).iter().map(|t| parse(t)).collect::<Vec<_>>()),
+        vec![pair("ScriptQueue", "script")]
+    );
     assert!(actions.iter().any(|a| matches!(a, Action::Log { level: 40, text } if text.contains("99"))));
     let s = p.script(10).unwrap();
     assert_eq!((s.path.as_str(), s.process_state.as_str(), s.script_state.as_str()), ("b.py", "TERMINATED", "STOPPED"));
@@ -166,7 +193,10 @@ fn finished_scripts_list_size_setting() {
     let mut p = producer(&[("FINISHED_SCRIPTS_LIST_SIZE", "3")]);
     let got = sample(&mut p, &queue_event(true, true, 31, &[], &past), T0);
     let finished = &got[2]["data"][0]["data"]["scriptsStream"]["finished_scripts"];
-    assert_eq!(finished.as_array().unwrap().iter().map(|s| s["index"].as_i64().unwrap()).collect::<Vec<_>>(), vec![30, 29, 28]);
+    assert_eq!(
+        finished.as_array().unwrap().iter().map(|s| s["index"].as_i64().unwrap()).collect::<Vec<_>>(),
+        vec![30, 29, 28]
+    );
     assert_eq!(p.sizes().scripts, 4);
     let p = ScriptQueueProducer::create(config(&[("FINISHED_SCRIPTS_LIST_SIZE", "lots")])).unwrap();
     assert_eq!(p.settings().finished_scripts_list_size, 10);
@@ -177,7 +207,10 @@ fn commands(actions: &[Action]) -> Vec<(u64, bool, String)> {
         .iter()
         .filter_map(|a| match a {
             Action::Command { id, component, index, name, fields, timeout } => {
-                assert_eq!((component.as_str(), *index, name.as_str(), *timeout), ("ScriptQueue", 1, "showSchema", 5.0));
+                assert_eq!(
+                    (component.as_str(), *index, name.as_str(), *timeout),
+                    ("ScriptQueue", 1, "showSchema", 5.0)
+                );
                 assert_eq!(fields.len(), 2);
                 assert_eq!(fields[0].name.as_str(), "isStandard");
                 assert_eq!(fields[1].name.as_str(), "path");
@@ -210,7 +243,9 @@ fn update_scripts_schema_on_start() {
     let first = c[0].0;
 
     // The ScriptQueue answers with configSchema: stored silently while the update runs.
-    let schema = |std: bool, path: &str, text: &str| event("ScriptQueue", "configSchema", 1, json!({"isStandard": std, "path": path, "configSchema": text}));
+    let schema = |std: bool, path: &str, text: &str| {
+        event("ScriptQueue", "configSchema", 1, json!({"isStandard": std, "path": path, "configSchema": text}))
+    };
     let got = sample(&mut p, &schema(true, "s1.py", "type: object\n"), T0 + 0.1);
     assert!(available(&got).is_empty());
     // Intermediate acks and other ids do not advance.
@@ -253,9 +288,17 @@ fn update_scripts_schema_on_start() {
 #[test]
 fn schema_update_restarts_on_a_new_available_scripts_event() {
     let mut p = producer(&[("UPDATE_SCRIPTS_SCHEMA_ON_START", "1")]);
-    let a = run(&mut p, Input::Sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "a.py:b.py", "external": ""}))), T0);
+    let a = run(
+        &mut p,
+        Input::Sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "a.py:b.py", "external": ""}))),
+        T0,
+    );
     let old = commands(&a)[0].0;
-    let a = run(&mut p, Input::Sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "c.py", "external": ""}))), T0 + 1.0);
+    let a = run(
+        &mut p,
+        Input::Sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "c.py", "external": ""}))),
+        T0 + 1.0,
+    );
     // All known paths again, from the first.
     let c = commands(&a);
     assert_eq!(c.iter().map(|(_, _, p)| p.as_str()).collect::<Vec<_>>(), vec!["a.py"]);
@@ -280,7 +323,11 @@ fn schema_update_restarts_on_a_new_available_scripts_event() {
     assert_eq!(order, ["a.py", "b.py", "c.py"]);
     // Off by default: no commands.
     let mut p = producer(&[]);
-    let a = run(&mut p, Input::Sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "a.py", "external": ""}))), T0);
+    let a = run(
+        &mut p,
+        Input::Sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "a.py", "external": ""}))),
+        T0,
+    );
     assert!(commands(&a).is_empty());
 }
 
@@ -291,9 +338,12 @@ fn script_heartbeat_rounds_every_two_seconds() {
     let a = run(&mut p, Input::Tick, T0);
     let msgs: Vec<J> = sends(&a).iter().map(|t| parse(t)).collect();
     // Current then waiting; finished scripts get none.
-    let idx: Vec<i64> = msgs.iter().map(|m| m["data"][0]["data"]["stream"]["script_heartbeat"]["salindex"].as_i64().unwrap()).collect();
+    let idx: Vec<i64> =
+        msgs.iter().map(|m| m["data"][0]["data"]["stream"]["script_heartbeat"]["salindex"].as_i64().unwrap()).collect();
     assert_eq!(idx, vec![10, 11]);
-    assert!(msgs.iter().all(|m| m["producer_snd"] == 0 && m["data"][0]["csc"] == "ScriptHeartbeats" && m["data"][0]["salindex"] == 1));
+    assert!(msgs
+        .iter()
+        .all(|m| m["producer_snd"] == 0 && m["data"][0]["csc"] == "ScriptHeartbeats" && m["data"][0]["salindex"] == 1));
     assert_eq!(p.core().next_wake().map(|t| t > T0 + 2.0), Some(true), "the core is silenced in these tests");
     let wake = a.iter().rev().find_map(|x| if let Action::WakeAt(t) = x { Some(*t) } else { None });
     assert_eq!(wake, Some(T0 + 2.0));
@@ -302,7 +352,10 @@ fn script_heartbeat_rounds_every_two_seconds() {
     // Heartbeats from a script reset its count; 7 s exactly is not lost (strict rule).
     sample(&mut p, &event("Script", "heartbeat", 10, json!({"heartbeat": true})), T0 + 3.0);
     let lost = |p: &mut ScriptQueueProducer, t: f64| -> Vec<i64> {
-        sent(p, Input::Tick, t).iter().map(|m| m["data"][0]["data"]["stream"]["script_heartbeat"]["lost"].as_i64().unwrap()).collect()
+        sent(p, Input::Tick, t)
+            .iter()
+            .map(|m| m["data"][0]["data"]["stream"]["script_heartbeat"]["lost"].as_i64().unwrap())
+            .collect()
     };
     assert_eq!(lost(&mut p, T0 + 10.0), vec![0, 3]);
     assert_eq!(lost(&mut p, T0 + 12.0), vec![1, 4]);
@@ -314,7 +367,8 @@ fn script_heartbeat_rounds_every_two_seconds() {
 #[test]
 fn initial_data_and_subscriptions() {
     let mut p = producer(&[]);
-    let subs: Vec<String> = sent(&mut p, Input::Register, T0).iter().map(|m| m["csc"].as_str().unwrap().to_string()).collect();
+    let subs: Vec<String> =
+        sent(&mut p, Input::Register, T0).iter().map(|m| m["csc"].as_str().unwrap().to_string()).collect();
     assert_eq!(subs, ["all", "ScriptQueue", "ScriptQueueState", "Script"]);
     sample(&mut p, &event("ScriptQueue", "summaryState", 1, json!({"summaryState": 2})), T0);
     let got = sent(&mut p, Input::Connected, T0);
@@ -328,7 +382,9 @@ fn initial_data_and_subscriptions() {
         ]
     );
     // Requests the reference answers (quirk 12 kept) and does not.
-    let r = |p: &mut ScriptQueueProducer, csc: &str, idx: i64, name: &str| streams(&sent(p, Input::ManagerMessage(&request(csc, json!(idx), name)), T0));
+    let r = |p: &mut ScriptQueueProducer, csc: &str, idx: i64, name: &str| {
+        streams(&sent(p, Input::ManagerMessage(&request(csc, json!(idx), name)), T0))
+    };
     assert_eq!(r(&mut p, "Script", 1, "summaryState"), vec![pair("ScriptQueue", "summaryState")]);
     assert_eq!(r(&mut p, "ScriptQueue", 1, "scriptsStream"), vec![pair("ScriptQueueState", "scriptsStream")]);
     assert!(r(&mut p, "ScriptQueue", 2, "summaryState").is_empty());
@@ -348,7 +404,8 @@ fn snapshot_restore_roundtrip() {
     a.sample(&nan, T0).unwrap();
     a.sample(&event("Script", "heartbeat", 10, json!({"heartbeat": true})), T0 + 1.0).unwrap();
     a.sample(&log_event(10, "hello"), T0).unwrap();
-    a.sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "s.py", "external": "e.py"})), T0).unwrap();
+    a.sample(&event("ScriptQueue", "availableScripts", 1, json!({"standard": "s.py", "external": "e.py"})), T0)
+        .unwrap();
     a.sent(Input::Tick, T0 + 2.0).unwrap();
     let snap = a.snapshot().unwrap();
     let v: J = serde_json::from_str(&snap).unwrap();
@@ -415,7 +472,11 @@ fn long_run_memory_stays_bounded() {
         feed(&mut p, &queue_event(true, true, cur, &waiting, &past), now);
         feed(&mut p, &script_event(cur, true, "run.py", 3, 3), now);
         feed(&mut p, &event("Script", "state", cur, json!({"state": 3, "lastCheckpoint": format!("cp{i}")})), now);
-        feed(&mut p, &event("Script", "description", cur, json!({"description": "d", "classname": "C", "remotes": "R"})), now);
+        feed(
+            &mut p,
+            &event("Script", "description", cur, json!({"description": "d", "classname": "C", "remotes": "R"})),
+            now,
+        );
         feed(&mut p, &event("Script", "heartbeat", cur, json!({"heartbeat": true})), now);
         for k in 0..(MAX_LOG_MESSAGES + 2) {
             feed(&mut p, &log_event(cur, &format!("message {k}")), now);

@@ -47,9 +47,8 @@ fn expected_of(rec: &J) -> Vec<J> {
 fn drop_empty_available_paths(msgs: &mut [J]) -> bool {
     let mut changed = false;
     for m in msgs {
-        if let Some(list) = m
-            .pointer_mut("/data/0/data/availableScriptsStream/available_scripts")
-            .and_then(J::as_array_mut)
+        if let Some(list) =
+            m.pointer_mut("/data/0/data/availableScriptsStream/available_scripts").and_then(J::as_array_mut)
         {
             let before = list.len();
             list.retain(|s| s["path"] != "");

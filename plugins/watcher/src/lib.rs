@@ -122,8 +122,8 @@ impl ProducerLogic for WatcherProducer {
     }
 
     fn restore(&mut self, snapshot: &str) -> Result<(), PluginError> {
-        let v: J = serde_json::from_str(snapshot)
-            .map_err(|e| PluginError::new(format!("invalid watcher snapshot: {e}")))?;
+        let v: J =
+            serde_json::from_str(snapshot).map_err(|e| PluginError::new(format!("invalid watcher snapshot: {e}")))?;
         let version = v
             .get("version")
             .and_then(J::as_u64)
@@ -134,7 +134,9 @@ impl ProducerLogic for WatcherProducer {
             )));
         }
         let mut alarms = Vec::new();
-        for entry in v.get("alarms").and_then(J::as_array).ok_or_else(|| PluginError::new("watcher snapshot without alarms"))? {
+        for entry in
+            v.get("alarms").and_then(J::as_array).ok_or_else(|| PluginError::new("watcher snapshot without alarms"))?
+        {
             match entry.as_array().map(|a| a.as_slice()) {
                 Some([J::String(n), J::String(f)]) => alarms.push((n.clone(), f.clone())),
                 _ => return Err(PluginError::new("invalid watcher snapshot alarm entry")),

@@ -120,9 +120,16 @@ fn other_requests_and_snapshot() {
         run_step(&mut d, step);
     }
     let req = |csc: &str, idx: &str, name: &str| {
-        format!(r#"{{"category": "initial_state", "data": [{{"csc": "{csc}", "salindex": {idx}, "data": {{"event_name": "{name}"}}}}]}}"#)
+        format!(
+            r#"{{"category": "initial_state", "data": [{{"csc": "{csc}", "salindex": {idx}, "data": {{"event_name": "{name}"}}}}]}}"#
+        )
     };
-    for text in [req("Watcher", "\"all\"", "stream"), req("Watcher", "1", "stream"), req("Heartbeat", "0", "stream"), req("Watcher", "0", "summaryState")] {
+    for text in [
+        req("Watcher", "\"all\"", "stream"),
+        req("Watcher", "1", "stream"),
+        req("Heartbeat", "0", "stream"),
+        req("Watcher", "0", "summaryState"),
+    ] {
         assert!(d.manager(&text, CLOCK).unwrap().is_empty(), "{text}");
     }
     // Snapshot, restore into a fresh producer: the same initial data.

@@ -191,14 +191,16 @@ impl HostProcess {
 
     /// Wait until `cond` holds for the stdout lines (parsed leniently as JSON), or panic with
     /// the log after `timeout`.
-    pub fn wait_stdout(&self, timeout: std::time::Duration, what: &str, mut cond: impl FnMut(&[serde_json::Value]) -> bool) {
+    pub fn wait_stdout(
+        &self,
+        timeout: std::time::Duration,
+        what: &str,
+        mut cond: impl FnMut(&[serde_json::Value]) -> bool,
+    ) {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let parsed: Vec<serde_json::Value> = self
-                .stdout()
-                .iter()
-                .filter_map(|l| love_plugin_api::json::parse_lenient(l).ok())
-                .collect();
+            let parsed: Vec<serde_json::Value> =
+                self.stdout().iter().filter_map(|l| love_plugin_api::json::parse_lenient(l).ok()).collect();
             if cond(&parsed) {
                 return;
             }
@@ -274,7 +276,10 @@ pub fn csc_next_so(feature: Option<&str>) -> PathBuf {
     let (target, profile) = target_and_profile();
     let fx_target = target.join("fixtures-a");
     let mut cmd = cargo();
-    cmd.current_dir(repo_root().join("tests/fixtures/csc-next")).arg("build").args(profile_args(&profile)).env("CARGO_TARGET_DIR", &fx_target);
+    cmd.current_dir(repo_root().join("tests/fixtures/csc-next"))
+        .arg("build")
+        .args(profile_args(&profile))
+        .env("CARGO_TARGET_DIR", &fx_target);
     if let Some(f) = feature {
         cmd.args(["--features", f]);
     }

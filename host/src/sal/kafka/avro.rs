@@ -294,7 +294,11 @@ fn read_str(buf: &[u8], pos: &mut usize) -> Result<RString, DecodeError> {
 
 /// Read an array's blocks into a vector, reserving each block's count up front.
 #[inline]
-fn read_vec<T>(buf: &[u8], pos: &mut usize, item: fn(&[u8], &mut usize) -> Result<T, DecodeError>) -> Result<RVec<T>, DecodeError> {
+fn read_vec<T>(
+    buf: &[u8],
+    pos: &mut usize,
+    item: fn(&[u8], &mut usize) -> Result<T, DecodeError>,
+) -> Result<RVec<T>, DecodeError> {
     let mut v = RVec::new();
     loop {
         let mut count = read_long(buf, pos)?;
@@ -397,7 +401,9 @@ fn avro_to_json(v: &AvroValue) -> serde_json::Value {
         AvroValue::Union(_, inner) => avro_to_json(inner),
         AvroValue::Array(items) => serde_json::Value::Array(items.iter().map(avro_to_json).collect()),
         AvroValue::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
-        AvroValue::Record(items) => serde_json::Value::Object(items.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
+        AvroValue::Record(items) => {
+            serde_json::Value::Object(items.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect())
+        }
         other => json!(format!("{other:?}")),
     }
 }
@@ -406,7 +412,8 @@ fn avro_to_json(v: &AvroValue) -> serde_json::Value {
 pub fn avro_type_of_idl(idl: &str) -> &'static str {
     match idl {
         "boolean" | "bool" => "boolean",
-        "byte" | "octet" | "short" | "int" | "long" | "unsigned short" | "int8" | "int16" | "int32" | "uint8" | "uint16" => "int",
+        "byte" | "octet" | "short" | "int" | "long" | "unsigned short" | "int8" | "int16" | "int32" | "uint8"
+        | "uint16" => "int",
         "long long" | "unsigned int" | "unsigned long" | "unsigned long long" | "int64" | "uint32" | "uint64" => "long",
         "float" => "float",
         "double" => "double",
@@ -430,7 +437,12 @@ const PRIVATE_FIELDS: [(&str, &str, &str, &str); 8] = [
     ("private_kafkaStamp", "double", "second", "TAI time at which the Kafka message was created."),
     ("private_seqNum", "int", "unitless", "Sequence number"),
     ("private_revCode", "string", "unitless", "Revision hashcode"),
-    ("private_identity", "string", "unitless", "Identity of publisher: SAL component name for a CSC or user@host for a user"),
+    (
+        "private_identity",
+        "string",
+        "unitless",
+        "Identity of publisher: SAL component name for a CSC or user@host for a user",
+    ),
     ("private_origin", "int", "unitless", "Process ID of publisher"),
 ];
 
@@ -459,17 +471,24 @@ pub fn topic_schema(component: &str, sal_name: &str, indexed: bool, fields: &[Fi
         out.push(json!({"name": "salIndex", "type": "int", "default": 0, "description": "SAL index (only present for indexed SAL components)", "units": "unitless"}));
     }
     for (name, ty, units, description) in PRIVATE_FIELDS {
-        out.push(json!({"name": name, "type": ty, "default": default_json(ty), "description": description, "units": units}));
+        out.push(
+            json!({"name": name, "type": ty, "default": default_json(ty), "description": description, "units": units}),
+        );
     }
     for f in fields {
         let avro = avro_type_of_idl(&f.idl_type);
         let array = f.count > 1 && f.scalar_kind() != ScalarKind::Str;
         let (ty, default) = if array {
-            (json!({"type": "array", "items": avro}), serde_json::Value::Array(vec![default_json(avro); f.count as usize]))
+            (
+                json!({"type": "array", "items": avro}),
+                serde_json::Value::Array(vec![default_json(avro); f.count as usize]),
+            )
         } else {
             (json!(avro), default_json(avro))
         };
-        out.push(json!({"name": f.name, "type": ty, "default": default, "description": f.description, "units": f.units}));
+        out.push(
+            json!({"name": f.name, "type": ty, "default": default, "description": f.description, "units": f.units}),
+        );
     }
     json!({
         "type": "record",
@@ -497,7 +516,9 @@ fn to_avro(schema: &Schema, v: Option<&Value>) -> Result<AvroValue, String> {
             (Schema::Boolean, Some(Value::Bool(b))) => AvroValue::Boolean(*b),
             (Schema::Boolean, Some(Value::Int(i))) => AvroValue::Boolean(*i != 0),
             (Schema::Int, None) => AvroValue::Int(0),
-            (Schema::Int, Some(Value::Int(i))) => AvroValue::Int(i32::try_from(*i).map_err(|_| format!("{i} does not fit an Avro int"))?),
+            (Schema::Int, Some(Value::Int(i))) => {
+                AvroValue::Int(i32::try_from(*i).map_err(|_| format!("{i} does not fit an Avro int"))?)
+            }
             (Schema::Int, Some(Value::Bool(b))) => AvroValue::Int(*b as i32),
             (Schema::Long, None) => AvroValue::Long(0),
             (Schema::Long, Some(Value::Int(i))) => AvroValue::Long(*i),
@@ -518,9 +539,15 @@ fn to_avro(schema: &Schema, v: Option<&Value>) -> Result<AvroValue, String> {
         Schema::Array(a) => {
             let items: Vec<AvroValue> = match v {
                 None => Vec::new(),
-                Some(Value::BoolArray(xs)) => xs.iter().map(|x| scalar(&a.items, Some(&Value::Bool(*x)))).collect::<Result<_, _>>()?,
-                Some(Value::IntArray(xs)) => xs.iter().map(|x| scalar(&a.items, Some(&Value::Int(*x)))).collect::<Result<_, _>>()?,
-                Some(Value::FloatArray(xs)) => xs.iter().map(|x| scalar(&a.items, Some(&Value::Float(*x)))).collect::<Result<_, _>>()?,
+                Some(Value::BoolArray(xs)) => {
+                    xs.iter().map(|x| scalar(&a.items, Some(&Value::Bool(*x)))).collect::<Result<_, _>>()?
+                }
+                Some(Value::IntArray(xs)) => {
+                    xs.iter().map(|x| scalar(&a.items, Some(&Value::Int(*x)))).collect::<Result<_, _>>()?
+                }
+                Some(Value::FloatArray(xs)) => {
+                    xs.iter().map(|x| scalar(&a.items, Some(&Value::Float(*x)))).collect::<Result<_, _>>()?
+                }
                 Some(other) => vec![scalar(&a.items, Some(other))?],
             };
             Ok(AvroValue::Array(items))
@@ -553,9 +580,12 @@ pub fn encode(schema: &Schema, sal_index: i64, stamps: &PrivateStamps, fields: &
                 let given = by_name.get(name.as_str()).copied();
                 let value = match (given, fs, default) {
                     // A missing array takes the schema's default length (salobj: `count` zeros).
-                    (None, Schema::Array(a), Some(serde_json::Value::Array(d))) => {
-                        AvroValue::Array((0..d.len()).map(|_| to_avro(&a.items, None)).collect::<Result<_, _>>().map_err(|e| format!("field {name}: {e}"))?)
-                    }
+                    (None, Schema::Array(a), Some(serde_json::Value::Array(d))) => AvroValue::Array(
+                        (0..d.len())
+                            .map(|_| to_avro(&a.items, None))
+                            .collect::<Result<_, _>>()
+                            .map_err(|e| format!("field {name}: {e}"))?,
+                    ),
                     _ => to_avro(fs, given).map_err(|e| format!("field {name}: {e}"))?,
                 };
                 items.push((name.clone(), value));
@@ -597,7 +627,18 @@ mod tests {
 
     #[test]
     fn schema_shape() {
-        let s = topic_schema("Test", "logevent_scalars", true, &info(&[("boolean0", "boolean", 1), ("short0", "short", 1), ("longLong0", "long long", 1), ("float0", "float", 5), ("string0", "string", 20)]));
+        let s = topic_schema(
+            "Test",
+            "logevent_scalars",
+            true,
+            &info(&[
+                ("boolean0", "boolean", 1),
+                ("short0", "short", 1),
+                ("longLong0", "long long", 1),
+                ("float0", "float", 5),
+                ("string0", "string", 20),
+            ]),
+        );
         assert_eq!(s["name"], "logevent_scalars");
         assert_eq!(s["namespace"], "lsst.sal.Test");
         let names: Vec<&str> = s["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
@@ -613,12 +654,32 @@ mod tests {
 
     #[test]
     fn round_trip_fast_and_generic() {
-        let fi = info(&[("b", "boolean", 1), ("i", "int", 1), ("l", "long long", 1), ("f", "float", 1), ("d", "double", 1), ("s", "string", 1), ("fa", "float", 3), ("ia", "short", 2), ("ba", "boolean", 2), ("da", "double", 2)]);
+        let fi = info(&[
+            ("b", "boolean", 1),
+            ("i", "int", 1),
+            ("l", "long long", 1),
+            ("f", "float", 1),
+            ("d", "double", 1),
+            ("s", "string", 1),
+            ("fa", "float", 3),
+            ("ia", "short", 2),
+            ("ba", "boolean", 2),
+            ("da", "double", 2),
+        ]);
         let schema_text = topic_schema("Test", "logevent_x", true, &fi).to_string();
         let plan = DecodePlan::from_schema_text(&schema_text).unwrap();
         assert!(plan.is_fast());
         assert!(plan.has_sal_index());
-        let stamps = PrivateStamps { snd_stamp: 1.5, rcv_stamp: 0.0, efd_stamp: 2.5, kafka_stamp: 3.5, seq_num: 7, rev_code: "abcd".into(), identity: "me@here".into(), origin: 42 };
+        let stamps = PrivateStamps {
+            snd_stamp: 1.5,
+            rcv_stamp: 0.0,
+            efd_stamp: 2.5,
+            kafka_stamp: 3.5,
+            seq_num: 7,
+            rev_code: "abcd".into(),
+            identity: "me@here".into(),
+            origin: 42,
+        };
         let fields = vec![
             Field { name: "b".into(), value: Value::Bool(true) },
             Field { name: "i".into(), value: Value::Int(-5) },

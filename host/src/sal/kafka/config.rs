@@ -18,7 +18,11 @@ pub struct SaslSettings {
 
 impl std::fmt::Debug for SaslSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaslSettings").field("username", &self.username).field("password", &"***").field("mechanism", &self.mechanism).finish()
+        f.debug_struct("SaslSettings")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("mechanism", &self.mechanism)
+            .finish()
     }
 }
 
@@ -105,7 +109,9 @@ impl KafkaConfig {
 
     /// Read the configuration from the environment, as ts_salobj does.
     pub fn from_env() -> Result<KafkaConfig, KafkaError> {
-        let sub = env("LSST_TOPIC_SUBNAME").ok_or_else(|| KafkaError::Config("LSST_TOPIC_SUBNAME must be set (the topic sub-namespace, e.g. `sal`)".into()))?;
+        let sub = env("LSST_TOPIC_SUBNAME").ok_or_else(|| {
+            KafkaError::Config("LSST_TOPIC_SUBNAME must be set (the topic sub-namespace, e.g. `sal`)".into())
+        })?;
         if sub.contains(|c: char| c.is_whitespace() || c == '/') {
             return Err(KafkaError::Config(format!("LSST_TOPIC_SUBNAME={sub:?} is not a valid topic name part")));
         }
@@ -113,7 +119,9 @@ impl KafkaConfig {
         let registry = env("LSST_SCHEMA_REGISTRY_URL").unwrap_or_else(|| "http://schema-registry:8081".into());
         let mut c = KafkaConfig::new(&sub, &brokers, &registry);
         if let Some(username) = env("LSST_KAFKA_SECURITY_USERNAME") {
-            let password = std::env::var("LSST_KAFKA_SECURITY_PASSWORD").map_err(|_| KafkaError::Config("LSST_KAFKA_SECURITY_USERNAME is set but LSST_KAFKA_SECURITY_PASSWORD is not".into()))?;
+            let password = std::env::var("LSST_KAFKA_SECURITY_PASSWORD").map_err(|_| {
+                KafkaError::Config("LSST_KAFKA_SECURITY_USERNAME is set but LSST_KAFKA_SECURITY_PASSWORD is not".into())
+            })?;
             let mechanism = env("LSST_KAFKA_SECURITY_MECHANISM").unwrap_or_else(|| "SCRAM-SHA-512".into());
             c.sasl = Some(SaslSettings { username, password, mechanism });
             c.security_protocol = env("LSST_KAFKA_SECURITY_PROTOCOL").unwrap_or_else(|| "SASL_PLAINTEXT".into());
@@ -122,28 +130,48 @@ impl KafkaConfig {
         }
         c.security_protocol = c.security_protocol.to_ascii_uppercase();
         if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&c.security_protocol.as_str()) {
-            return Err(KafkaError::Config(format!("LSST_KAFKA_SECURITY_PROTOCOL={} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL", c.security_protocol)));
+            return Err(KafkaError::Config(format!(
+                "LSST_KAFKA_SECURITY_PROTOCOL={} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+                c.security_protocol
+            )));
         }
         if c.security_protocol.starts_with("SASL") && c.sasl.is_none() {
-            return Err(KafkaError::Config(format!("LSST_KAFKA_SECURITY_PROTOCOL={} needs LSST_KAFKA_SECURITY_USERNAME and _PASSWORD", c.security_protocol)));
+            return Err(KafkaError::Config(format!(
+                "LSST_KAFKA_SECURITY_PROTOCOL={} needs LSST_KAFKA_SECURITY_USERNAME and _PASSWORD",
+                c.security_protocol
+            )));
         }
         if let Some(s) = &c.sasl {
             if !["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"].contains(&s.mechanism.to_ascii_uppercase().as_str()) {
-                return Err(KafkaError::Config(format!("LSST_KAFKA_SECURITY_MECHANISM={} is not supported (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)", s.mechanism)));
+                return Err(KafkaError::Config(format!(
+                    "LSST_KAFKA_SECURITY_MECHANISM={} is not supported (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)",
+                    s.mechanism
+                )));
             }
         }
         if let Some(h) = env("LSST_MAX_HISTORY_READ") {
-            c.max_history_read = h.trim().parse().map_err(|_| KafkaError::Config(format!("LSST_MAX_HISTORY_READ={h:?} is not an integer")))?;
+            c.max_history_read = h
+                .trim()
+                .parse()
+                .map_err(|_| KafkaError::Config(format!("LSST_MAX_HISTORY_READ={h:?} is not an integer")))?;
         }
         if let Some(r) = env("LSST_KAFKA_REPLICATION_FACTOR") {
-            c.replication_factor = r.trim().parse().map_err(|_| KafkaError::Config(format!("LSST_KAFKA_REPLICATION_FACTOR={r:?} is not an integer")))?;
+            c.replication_factor = r
+                .trim()
+                .parse()
+                .map_err(|_| KafkaError::Config(format!("LSST_KAFKA_REPLICATION_FACTOR={r:?} is not an integer")))?;
         }
         if let Some(id) = env("LSST_IDENTITY") {
             c.identity = id;
         }
-        for (var, name) in [("LOVE_KAFKA_TELEMETRY_INTERVAL_MS", "telemetry"), ("LOVE_KAFKA_TOPIC_REFRESH_MS", "refresh")] {
+        for (var, name) in
+            [("LOVE_KAFKA_TELEMETRY_INTERVAL_MS", "telemetry"), ("LOVE_KAFKA_TOPIC_REFRESH_MS", "refresh")]
+        {
             if let Some(v) = env(var) {
-                let ms: u64 = v.trim().parse().map_err(|_| KafkaError::Config(format!("{var}={v:?} is not a number of milliseconds")))?;
+                let ms: u64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| KafkaError::Config(format!("{var}={v:?} is not a number of milliseconds")))?;
                 let d = Duration::from_millis(ms.max(1));
                 if name == "telemetry" {
                     c.telemetry_interval = d;
@@ -152,7 +180,11 @@ impl KafkaConfig {
                 }
             }
         }
-        for var in ["LSST_KAFKA_BROKER_CLIENT_CONFIGURATION", "LSST_KAFKA_CONSUMER_CONFIGURATION", "LSST_KAFKA_PRODUCER_CONFIGURATION"] {
+        for var in [
+            "LSST_KAFKA_BROKER_CLIENT_CONFIGURATION",
+            "LSST_KAFKA_CONSUMER_CONFIGURATION",
+            "LSST_KAFKA_PRODUCER_CONFIGURATION",
+        ] {
             if let Some(text) = env(var) {
                 let map = parse_extra(&text).map_err(|e| KafkaError::Config(format!("{var}: {e}")))?;
                 c.extra.extend(map);
@@ -176,8 +208,12 @@ impl KafkaConfig {
                     }
                 }
                 "ssl.ca.location" => self.ssl_ca_location = Some(v),
-                "enable.ssl.certificate.verification" if matches!(v.to_ascii_lowercase().as_str(), "false" | "0" | "no") => {
-                    tracing::warn!("kafka: enable.ssl.certificate.verification=false is not supported; certificates are verified")
+                "enable.ssl.certificate.verification"
+                    if matches!(v.to_ascii_lowercase().as_str(), "false" | "0" | "no") =>
+                {
+                    tracing::warn!(
+                        "kafka: enable.ssl.certificate.verification=false is not supported; certificates are verified"
+                    )
                 }
                 "security.protocol" => self.security_protocol = v.to_ascii_uppercase(),
                 "sasl.mechanism" | "sasl.mechanisms" => {
@@ -186,14 +222,24 @@ impl KafkaConfig {
                     }
                 }
                 "sasl.username" => {
-                    let s = self.sasl.get_or_insert_with(|| SaslSettings { username: String::new(), password: String::new(), mechanism: "SCRAM-SHA-512".into() });
+                    let s = self.sasl.get_or_insert_with(|| SaslSettings {
+                        username: String::new(),
+                        password: String::new(),
+                        mechanism: "SCRAM-SHA-512".into(),
+                    });
                     s.username = v;
                 }
                 "sasl.password" => {
-                    let s = self.sasl.get_or_insert_with(|| SaslSettings { username: String::new(), password: String::new(), mechanism: "SCRAM-SHA-512".into() });
+                    let s = self.sasl.get_or_insert_with(|| SaslSettings {
+                        username: String::new(),
+                        password: String::new(),
+                        mechanism: "SCRAM-SHA-512".into(),
+                    });
                     s.password = v;
                 }
-                other => tracing::info!(setting = other, "kafka: extra client setting not used by this client, ignored"),
+                other => {
+                    tracing::info!(setting = other, "kafka: extra client setting not used by this client, ignored")
+                }
             }
         }
     }
@@ -235,7 +281,8 @@ mod tests {
 
     #[test]
     fn extra_yaml() {
-        let m = parse_extra("client.id: abc\nmessage.max.bytes: 1000\nenable.ssl.certificate.verification: false\n").unwrap();
+        let m = parse_extra("client.id: abc\nmessage.max.bytes: 1000\nenable.ssl.certificate.verification: false\n")
+            .unwrap();
         assert_eq!(m["client.id"], "abc");
         assert_eq!(m["message.max.bytes"], "1000");
         let mut c = KafkaConfig::new("sal", "a:1, b:2", "http://r:8081/");

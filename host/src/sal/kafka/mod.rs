@@ -259,7 +259,11 @@ impl KafkaSource {
     /// Connect to the broker and start the background tasks (topic discovery, telemetry
     /// delivery). Must be called inside a tokio runtime. Fails only on configuration or when
     /// the broker cannot be reached at all; the registry is contacted lazily.
-    pub async fn start(config: KafkaConfig, catalog: Arc<TopicCatalog>, shutdown: Shutdown) -> Result<Arc<KafkaSource>, KafkaError> {
+    pub async fn start(
+        config: KafkaConfig,
+        catalog: Arc<TopicCatalog>,
+        shutdown: Shutdown,
+    ) -> Result<Arc<KafkaSource>, KafkaError> {
         let client = Arc::new(connect(&config).await?);
         let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
         let writer = SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone());
@@ -299,7 +303,9 @@ impl KafkaSource {
     /// The topics (full names) being read for `component`.
     pub fn reading(&self, component: &str) -> Vec<String> {
         let comp = lock(&self.inner.comps).get(component).cloned();
-        let mut v: Vec<String> = comp.map(|c| lock(&c.started).iter().map(|s| self.inner.config.topic_name(component, s)).collect()).unwrap_or_default();
+        let mut v: Vec<String> = comp
+            .map(|c| lock(&c.started).iter().map(|s| self.inner.config.topic_name(component, s)).collect())
+            .unwrap_or_default();
         v.sort();
         v
     }
@@ -327,7 +333,15 @@ impl Inner {
             .clone()
     }
 
-    fn make_msg(&self, comp: &str, topic: &str, kind: TopicKind, d: Decoded, received: f64, rcv_tai: f64) -> Arc<InputMsg> {
+    fn make_msg(
+        &self,
+        comp: &str,
+        topic: &str,
+        kind: TopicKind,
+        d: Decoded,
+        received: f64,
+        rcv_tai: f64,
+    ) -> Arc<InputMsg> {
         let mut stamps = d.stamps;
         stamps.rcv_stamp = rcv_tai;
         Arc::new(InputMsg {
@@ -444,7 +458,8 @@ async fn discovery_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(inner.config.topic_refresh) => {}
             _ = inner.discover.notified() => {}
         }
-        let wanted: Vec<Arc<Comp>> = lock(&inner.comps).values().filter(|c| c.subscribed.load(Ordering::Relaxed)).cloned().collect();
+        let wanted: Vec<Arc<Comp>> =
+            lock(&inner.comps).values().filter(|c| c.subscribed.load(Ordering::Relaxed)).cloned().collect();
         if wanted.is_empty() {
             continue;
         }
@@ -542,7 +557,8 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
     };
     let mut offset = (high - back).max(low);
     let history_end = high;
-    let mut history: Option<HashMap<i64, HistoryEntry>> = (kind == TopicKind::EVENT && offset < history_end).then(HashMap::new);
+    let mut history: Option<HashMap<i64, HistoryEntry>> =
+        (kind == TopicKind::EVENT && offset < history_end).then(HashMap::new);
     let max_bytes = inner.config.max_message_size.min(i32::MAX as usize) as i32;
     loop {
         let fetched = tokio::select! {
@@ -551,7 +567,10 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
         };
         let (records, _hw) = match fetched {
             Ok(r) => r,
-            Err(rskafka::client::error::Error::ServerError { protocol_error: rskafka::client::error::ProtocolError::OffsetOutOfRange, .. }) => {
+            Err(rskafka::client::error::Error::ServerError {
+                protocol_error: rskafka::client::error::ProtocolError::OffsetOutOfRange,
+                ..
+            }) => {
                 let (low, high) = offsets(&pc).await.unwrap_or((offset, offset));
                 let next = if offset < low { low } else { high };
                 warn!(topic = %full, offset, next, "kafka: offset out of range; moving on");
@@ -629,7 +648,9 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
                 inner.counters.telemetry_received.fetch_add(1, Ordering::Relaxed);
                 match plan.peek_sal_index(&value[5..]) {
                     Ok(idx) => {
-                        lock(&comp.state).telemetry.insert((topic.clone(), idx), Pending { plan, value, offset: r.offset, received, rcv_tai });
+                        lock(&comp.state)
+                            .telemetry
+                            .insert((topic.clone(), idx), Pending { plan, value, offset: r.offset, received, rcv_tai });
                     }
                     Err(e) => {
                         inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -650,7 +671,14 @@ async fn resolve(inner: &Inner, value: &[u8]) -> Result<Arc<DecodePlan>, String>
     inner.registry.plan(id).await.map_err(|e| e.to_string())
 }
 
-fn flush_history(inner: &Inner, comp: &Comp, topic: &str, full: &str, h: HashMap<i64, HistoryEntry>, warner: &mut Warner) {
+fn flush_history(
+    inner: &Inner,
+    comp: &Comp,
+    topic: &str,
+    full: &str,
+    h: HashMap<i64, HistoryEntry>,
+    warner: &mut Warner,
+) {
     let mut entries: Vec<HistoryEntry> = h.into_values().collect();
     entries.sort_by_key(|e| e.offset);
     let received = unix_now();
@@ -718,7 +746,12 @@ async fn ack_waiters(inner: &Arc<Inner>, comp: &Arc<Comp>) -> Arc<AckWaiters> {
         .clone()
 }
 
-async fn ack_reader(inner: Arc<Inner>, comp: Arc<Comp>, waiters: Arc<AckWaiters>, ready: tokio::sync::oneshot::Sender<()>) {
+async fn ack_reader(
+    inner: Arc<Inner>,
+    comp: Arc<Comp>,
+    waiters: Arc<AckWaiters>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
     let full = inner.config.topic_name(&comp.name, "ackcmd");
     let mut shutdown = inner.shutdown.clone();
     let mut ready = Some(ready);
@@ -825,7 +858,9 @@ async fn run_command(inner: Arc<Inner>, cmd: SalCommand) -> CommandAck {
     lock(&waiters.map).insert(key.clone(), tx);
     let _guard = WaiterGuard { waiters: &waiters, key };
     let opts = WriteOptions { seq_num: Some(seq), ..Default::default() };
-    if let Err(e) = inner.writer.write_with(&cmd.component, cmd.index, TopicKind::COMMAND, &cmd.name, &cmd.fields, opts).await {
+    if let Err(e) =
+        inner.writer.write_with(&cmd.component, cmd.index, TopicKind::COMMAND, &cmd.name, &cmd.fields, opts).await
+    {
         warn!(topic = %full, "kafka: command not sent: {e}");
         return CommandAck { code: ack::FAILED, result: format!("Command not sent: {e}") };
     }
@@ -836,14 +871,20 @@ async fn run_command(inner: Arc<Inner>, cmd: SalCommand) -> CommandAck {
             Ok(Some(a)) => match a.code {
                 ack::INPROGRESS => {
                     if a.timeout > 0.0 {
-                        deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs_f64(a.timeout.min(1e6)));
+                        deadline =
+                            deadline.max(tokio::time::Instant::now() + Duration::from_secs_f64(a.timeout.min(1e6)));
                     }
                 }
                 ack::ACK | ack::STALLED => {}
                 _ => return CommandAck { code: a.code, result: a.result },
             },
             Ok(None) => return CommandAck { code: ack::NOACK, result: "The ack reader stopped".into() },
-            Err(_) => return CommandAck { code: ack::TIMEOUT, result: format!("No final acknowledgement of {} within the timeout", cmd.name) },
+            Err(_) => {
+                return CommandAck {
+                    code: ack::TIMEOUT,
+                    result: format!("No final acknowledgement of {} within the timeout", cmd.name),
+                }
+            }
         }
     }
 }
@@ -880,7 +921,8 @@ impl SalSource for KafkaSource {
         });
         {
             let mut st = lock(&comp.state);
-            let mut cached: Vec<Arc<InputMsg>> = st.latest_events.values().filter(|m| index == 0 || m.sample.sal_index == index).cloned().collect();
+            let mut cached: Vec<Arc<InputMsg>> =
+                st.latest_events.values().filter(|m| index == 0 || m.sample.sal_index == index).cloned().collect();
             cached.sort_by(|a, b| a.sample.seq.cmp(&b.sample.seq));
             for m in cached {
                 let _ = qtx.send(m);
@@ -919,14 +961,22 @@ impl std::fmt::Debug for TopicReader {
 impl TopicReader {
     /// Read `full_topic` from `offset` (None: from its high watermark now). Fails if the topic
     /// does not exist.
-    pub async fn new(client: &Client, registry: Arc<RegistryClient>, full_topic: &str, offset: Option<i64>) -> Result<TopicReader, KafkaError> {
+    pub async fn new(
+        client: &Client,
+        registry: Arc<RegistryClient>,
+        full_topic: &str,
+        offset: Option<i64>,
+    ) -> Result<TopicReader, KafkaError> {
         let partition = client
             .partition_client(full_topic.to_string(), 0, UnknownTopicHandling::Error)
             .await
             .map_err(|e| KafkaError::Kafka(format!("{full_topic}: {e}")))?;
         let offset = match offset {
             Some(o) => o,
-            None => partition.get_offset(OffsetAt::Latest).await.map_err(|e| KafkaError::Kafka(format!("{full_topic}: {e}")))?,
+            None => partition
+                .get_offset(OffsetAt::Latest)
+                .await
+                .map_err(|e| KafkaError::Kafka(format!("{full_topic}: {e}")))?,
         };
         Ok(TopicReader { partition, registry, offset })
     }
@@ -971,7 +1021,10 @@ mod tests {
 
     #[test]
     fn topic_names() {
-        assert_eq!(parse_topic("lsst.sal.", "lsst.sal.ATDome.logevent_heartbeat"), Some(("ATDome", "logevent_heartbeat")));
+        assert_eq!(
+            parse_topic("lsst.sal.", "lsst.sal.ATDome.logevent_heartbeat"),
+            Some(("ATDome", "logevent_heartbeat"))
+        );
         assert_eq!(parse_topic("lsst.sal.", "lsst.other.ATDome.position"), None);
         assert_eq!(classify("logevent_heartbeat"), Some((TopicKind::EVENT, "heartbeat")));
         assert_eq!(classify("position"), Some((TopicKind::TELEMETRY, "position")));

@@ -86,8 +86,12 @@ impl RegistryClient {
                 // Not remembered: the registry may come back.
                 return Err(KafkaError::RegistryUnavailable(format!("GET /schemas/ids/{id}: HTTP {status}: {body}")));
             }
-            let schema = body.get("schema").and_then(Json::as_str).ok_or_else(|| KafkaError::Registry(format!("GET /schemas/ids/{id}: no schema in the answer")))?;
-            let plan = DecodePlan::from_schema_text(schema).map_err(|e| KafkaError::Registry(format!("schema id {id}: {e}")))?;
+            let schema = body
+                .get("schema")
+                .and_then(Json::as_str)
+                .ok_or_else(|| KafkaError::Registry(format!("GET /schemas/ids/{id}: no schema in the answer")))?;
+            let plan = DecodePlan::from_schema_text(schema)
+                .map_err(|e| KafkaError::Registry(format!("schema id {id}: {e}")))?;
             Ok(Arc::new(plan))
         }
         .await;
@@ -121,8 +125,12 @@ impl RegistryClient {
         if status != 200 {
             return Err(KafkaError::Registry(format!("POST /subjects/{subject}/versions: HTTP {status}: {text}")));
         }
-        let v: Json = serde_json::from_str(&text).map_err(|e| KafkaError::Registry(format!("POST /subjects/{subject}/versions: {e}")))?;
-        let id = v.get("id").and_then(Json::as_i64).ok_or_else(|| KafkaError::Registry(format!("POST /subjects/{subject}/versions: no id in {text}")))?;
+        let v: Json = serde_json::from_str(&text)
+            .map_err(|e| KafkaError::Registry(format!("POST /subjects/{subject}/versions: {e}")))?;
+        let id = v
+            .get("id")
+            .and_then(Json::as_i64)
+            .ok_or_else(|| KafkaError::Registry(format!("POST /subjects/{subject}/versions: no id in {text}")))?;
         let id = id as i32;
         if let Ok(plan) = DecodePlan::from_schema_text(schema) {
             self.plans.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert_with(|| Arc::new(plan));
@@ -137,10 +145,18 @@ impl RegistryClient {
             return Ok(None);
         }
         if status != 200 {
-            return Err(KafkaError::Registry(format!("GET /subjects/{subject}/versions/latest: HTTP {status}: {body}")));
+            return Err(KafkaError::Registry(format!(
+                "GET /subjects/{subject}/versions/latest: HTTP {status}: {body}"
+            )));
         }
-        let id = body.get("id").and_then(Json::as_i64).ok_or_else(|| KafkaError::Registry(format!("latest {subject}: no id")))?;
-        let schema = body.get("schema").and_then(Json::as_str).ok_or_else(|| KafkaError::Registry(format!("latest {subject}: no schema")))?;
+        let id = body
+            .get("id")
+            .and_then(Json::as_i64)
+            .ok_or_else(|| KafkaError::Registry(format!("latest {subject}: no id")))?;
+        let schema = body
+            .get("schema")
+            .and_then(Json::as_str)
+            .ok_or_else(|| KafkaError::Registry(format!("latest {subject}: no schema")))?;
         Ok(Some((id as i32, schema.to_string())))
     }
 

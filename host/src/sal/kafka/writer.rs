@@ -120,7 +120,12 @@ impl std::fmt::Debug for SalWriter {
 
 impl SalWriter {
     /// A writer on an existing client.
-    pub fn new(client: Arc<Client>, registry: Arc<RegistryClient>, config: KafkaConfig, catalog: Arc<TopicCatalog>) -> SalWriter {
+    pub fn new(
+        client: Arc<Client>,
+        registry: Arc<RegistryClient>,
+        config: KafkaConfig,
+        catalog: Arc<TopicCatalog>,
+    ) -> SalWriter {
         let identity = config.identity.clone();
         let origin = config.origin;
         SalWriter { client, registry, config, catalog, topics: AsyncMutex::new(HashMap::new()), identity, origin }
@@ -165,7 +170,13 @@ impl SalWriter {
         Some((t.clone(), comp.indexed))
     }
 
-    async fn topic(&self, component: &str, kind: TopicKind, topic: &str, fields: &[Field]) -> Result<Arc<WriterTopic>, KafkaError> {
+    async fn topic(
+        &self,
+        component: &str,
+        kind: TopicKind,
+        topic: &str,
+        fields: &[Field],
+    ) -> Result<Arc<WriterTopic>, KafkaError> {
         let sal = sal_name(kind, topic);
         let full = self.config.topic_name(component, &sal);
         let mut topics = self.topics.lock().await;
@@ -179,7 +190,8 @@ impl SalWriter {
             Some((info, indexed)) => (topic_schema(component, &sal, indexed, &info.fields).to_string(), indexed),
             None => match self.registry.latest(&subject).await? {
                 Some((_, text)) => {
-                    let plan = super::avro::DecodePlan::from_schema_text(&text).map_err(|e| KafkaError::Registry(format!("{subject}: {e}")))?;
+                    let plan = super::avro::DecodePlan::from_schema_text(&text)
+                        .map_err(|e| KafkaError::Registry(format!("{subject}: {e}")))?;
                     (text, plan.has_sal_index())
                 }
                 None => {
@@ -189,7 +201,8 @@ impl SalWriter {
                 }
             },
         };
-        let schema = Schema::parse_str(&schema_text).map_err(|e| KafkaError::Registry(format!("{subject}: schema does not parse: {e}")))?;
+        let schema = Schema::parse_str(&schema_text)
+            .map_err(|e| KafkaError::Registry(format!("{subject}: schema does not parse: {e}")))?;
         let schema_id = self.registry.register(&subject, &schema_text).await?;
         ensure_topic(&self.client, &full, self.config.replication_factor).await?;
         let partition = self
@@ -212,12 +225,27 @@ impl SalWriter {
 
     /// Write one sample of `component`:`index` (`kind` EVENT, TELEMETRY, COMMAND or ACK;
     /// `topic` without prefix). Fields not given take salobj's defaults.
-    pub async fn write(&self, component: &str, index: i64, kind: TopicKind, topic: &str, fields: &[Field]) -> Result<Written, KafkaError> {
+    pub async fn write(
+        &self,
+        component: &str,
+        index: i64,
+        kind: TopicKind,
+        topic: &str,
+        fields: &[Field],
+    ) -> Result<Written, KafkaError> {
         self.write_with(component, index, kind, topic, fields, WriteOptions::default()).await
     }
 
     /// [`SalWriter::write`] with overrides.
-    pub async fn write_with(&self, component: &str, index: i64, kind: TopicKind, topic: &str, fields: &[Field], opts: WriteOptions) -> Result<Written, KafkaError> {
+    pub async fn write_with(
+        &self,
+        component: &str,
+        index: i64,
+        kind: TopicKind,
+        topic: &str,
+        fields: &[Field],
+        opts: WriteOptions,
+    ) -> Result<Written, KafkaError> {
         let t = self.topic(component, kind, topic, fields).await?;
         let seq = opts.seq_num.unwrap_or_else(|| next_seq(&t.seq, t.kind));
         let now_tai = current_tai();
@@ -232,7 +260,8 @@ impl SalWriter {
             identity: opts.identity.as_deref().unwrap_or(&self.identity).into(),
             origin: opts.origin.unwrap_or(self.origin),
         };
-        let body = encode(&t.schema, index, &stamps, fields).map_err(|e| KafkaError::Encode(format!("{component}.{topic}: {e}")))?;
+        let body = encode(&t.schema, index, &stamps, fields)
+            .map_err(|e| KafkaError::Encode(format!("{component}.{topic}: {e}")))?;
         let sal = sal_name(kind, topic);
         let key = record_key(component, t.indexed.then_some(index), &sal, kind);
         let offset = produce(&t.partition, key, confluent(t.schema_id, &body)).await?;
@@ -286,7 +315,10 @@ async fn produce(pc: &PartitionClient, key: Vec<u8>, value: Vec<u8>) -> Result<i
         headers: Default::default(),
         timestamp: chrono::DateTime::from_timestamp_millis((utc_now() * 1000.0) as i64).unwrap_or_default(),
     };
-    let offsets = pc.produce(vec![record], Compression::NoCompression).await.map_err(|e| KafkaError::Kafka(format!("produce to {}: {e}", pc.topic())))?;
+    let offsets = pc
+        .produce(vec![record], Compression::NoCompression)
+        .await
+        .map_err(|e| KafkaError::Kafka(format!("produce to {}: {e}", pc.topic())))?;
     offsets.first().copied().ok_or_else(|| KafkaError::Kafka(format!("produce to {}: no offset returned", pc.topic())))
 }
 
@@ -299,7 +331,10 @@ pub async fn ensure_topic(client: &Client, topic: &str, replication: i16) -> Res
     let controller = client.controller_client().map_err(|e| KafkaError::Kafka(format!("controller: {e}")))?;
     match controller.create_topic(topic, 1, replication.max(1), 5_000).await {
         Ok(()) => Ok(()),
-        Err(rskafka::client::error::Error::ServerError { protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists, .. }) => Ok(()),
+        Err(rskafka::client::error::Error::ServerError {
+            protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
+            ..
+        }) => Ok(()),
         Err(e) => Err(KafkaError::Kafka(format!("create topic {topic}: {e}"))),
     }
 }
@@ -325,8 +360,14 @@ mod tests {
 
     #[test]
     fn keys_as_salobj() {
-        assert_eq!(record_key("Test", Some(1), "logevent_heartbeat", TopicKind::EVENT), br#"{"name": "Test", "index": 1, "topic": "logevent_heartbeat"}"#.to_vec());
-        assert_eq!(record_key("ATDome", None, "command_start", TopicKind::COMMAND), br#"{"name": "ATDome", "topic": "command_start"}"#.to_vec());
+        assert_eq!(
+            record_key("Test", Some(1), "logevent_heartbeat", TopicKind::EVENT),
+            br#"{"name": "Test", "index": 1, "topic": "logevent_heartbeat"}"#.to_vec()
+        );
+        assert_eq!(
+            record_key("ATDome", None, "command_start", TopicKind::COMMAND),
+            br#"{"name": "ATDome", "topic": "command_start"}"#.to_vec()
+        );
         assert!(record_key("ATDome", None, "position", TopicKind::TELEMETRY).is_empty());
         assert_eq!(sal_name(TopicKind::EVENT, "heartbeat"), "logevent_heartbeat");
         assert_eq!(sal_name(TopicKind::ACK, "x"), "ackcmd");
