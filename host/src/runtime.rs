@@ -805,26 +805,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_producer_restarts_from_its_snapshot_and_loses_no_input() {
-        let (trigger, shutdown) = crate::shutdown::channel();
-        let (events, _) = broadcast::channel(16);
-        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events });
-        let sal = Arc::new(FakeSal::default());
-        let ctx = RuntimeContext {
-            outbox: outbox.clone(),
-            sal: sal.clone(),
-            catalog: Arc::new(|_| None),
-            settings: RuntimeSettings { snapshot_interval: Duration::from_millis(20), ..Default::default() },
-            shutdown,
-        };
-        let spec = ProducerSpec {
-            component: ComponentName { name: "Counter".into(), index: 0 },
-            producer_type: "counter".into(),
-            label: "test".into(),
-            create: Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count" }))),
-            config: ProducerConfig::default(),
-            subscribe_own: true,
-        };
-        let handle = spawn_producer(spec, ctx).unwrap();
+        let (trigger, outbox, sal, handle) = setup();
         wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
         let tx = sal.subs.lock().unwrap()[0].2.clone();
         for _ in 0..3 {

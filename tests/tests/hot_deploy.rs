@@ -11,14 +11,6 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 
-fn start_host(mgr: &FakeManager, dir: &std::path::Path, extra: &[&str]) -> HostProcess {
-    let url = mgr.url();
-    let mut args =
-        vec!["--plugin-dir", dir.to_str().unwrap(), "--manager-url", url.as_str(), "--admin-addr", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    HostProcess::start_with_env(&args, &[("PROCESS_CONNECTION_PASS", "pw")])
-}
-
 /// ATDome `position` samples the manager received (forwarded on arrival with
 /// `--asynchronous-data tel_position`, as the reference does), as (private_seqNum, deployed
 /// marker). Only the live forwards (category telemetry): the stored copy also goes out as an
@@ -35,20 +27,15 @@ fn positions(mgr: &FakeManager) -> Vec<(i64, Option<String>)> {
         .collect()
 }
 
-async fn wait(mgr: &FakeManager, host: &HostProcess, what: &str, cond: impl Fn(&FakeManager) -> bool) {
-    if !mgr.wait_until(T, |m| cond(m)).await {
-        panic!("timed out waiting for {what}\n--- log ---\n{}", host.stderr().join("\n"));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored_state() {
     let mgr = FakeManager::start("pw").await;
     let dir = plugin_dir("upgrade", &[plugin_so("csc")]);
     let v2 = csc_next_so(None);
-    let mut host = start_host(
+    let mut host = start_host_with_manager(
         &mgr,
         &dir,
+        "pw",
         &[
             "--components",
             "ATDome",
@@ -61,17 +48,17 @@ async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored
             "3",
         ],
     );
-    wait(&mgr, &host, "20 position samples from csc 1.0.0", |m| positions(m).len() >= 20).await;
+    wait_manager(&mgr, &host, "20 position samples from csc 1.0.0", |m| positions(m).len() >= 20).await;
     deploy(&dir, &v2, "liblove_plugin_csc_v2.so");
     host.wait_log(T, "deploy: plugin csc 1.0.0 -> 2.0.0");
     host.wait_log(T, "ATDome:0 moved to csc 2.0.0");
-    wait(&mgr, &host, "20 position samples from csc 2.0.0", |m| {
+    wait_manager(&mgr, &host, "20 position samples from csc 2.0.0", |m| {
         positions(m).iter().filter(|(_, d)| d.as_deref() == Some("2.0.0")).count() >= 20
     })
     .await;
     // The summaryState stored by 1.0.0 (the simulator sends it once, at start) is answered by 2.0.0.
     mgr.send_initial_state_request("ATDome", 0, "summaryState");
-    wait(&mgr, &host, "the summaryState reply from csc 2.0.0", |m| {
+    wait_manager(&mgr, &host, "the summaryState reply from csc 2.0.0", |m| {
         m.json_frames()
             .iter()
             .any(|(_, f)| f["deployed"] == "2.0.0" && f["data"][0]["data"].get("summaryState").is_some())
@@ -98,10 +85,14 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
     let restore_fails = csc_next_so(Some("restore-fails"));
     let create_panics = csc_next_so(Some("create-panics"));
     let skewed = fixture_so("skewed");
-    let host =
-        start_host(&mgr, &dir, &["--components", "ATDome", "--asynchronous-data", "tel_position", "--sim-rate", "10"]);
+    let host = start_host_with_manager(
+        &mgr,
+        &dir,
+        "pw",
+        &["--components", "ATDome", "--asynchronous-data", "tel_position", "--sim-rate", "10"],
+    );
     let admin = admin_addr(&host);
-    wait(&mgr, &host, "samples", |m| positions(m).len() >= 5).await;
+    wait_manager(&mgr, &host, "samples", |m| positions(m).len() >= 5).await;
 
     deploy(&dir, &restore_fails, "liblove_plugin_csc_restore_fails.so");
     assert!(host.wait_log(T, "deploy: ATDome:0 stays on").contains("refused the old one's snapshot"));
@@ -114,7 +105,7 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
 
     // Still serving, from the original csc (unmarked messages keep coming).
     let before = positions(&mgr).len();
-    wait(&mgr, &host, "samples after the bad deploys", |m| positions(m).len() >= before + 10).await;
+    wait_manager(&mgr, &host, "samples after the bad deploys", |m| positions(m).len() >= before + 10).await;
     assert!(positions(&mgr).iter().all(|(_, d)| d.is_none()));
     let (code, metrics) = http_get(&admin, "/metrics");
     assert_eq!(code, 200);
@@ -134,7 +125,7 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
 async fn a_new_third_party_plugin_takes_over_a_base_component_and_half_written_files_are_never_loaded() {
     let mgr = FakeManager::start("pw").await;
     let dir = plugin_dir("newplugin", &[plugin_so("csc")]);
-    let host = start_host(&mgr, &dir, &["--components", "ATDome", "FixtureV1"]);
+    let host = start_host_with_manager(&mgr, &dir, "pw", &["--components", "ATDome", "FixtureV1"]);
     host.wait_log(T, "FixtureV1:0 served by base");
 
     // A file written in place, in two halves: the first half is never loaded as a plugin.
@@ -150,7 +141,7 @@ async fn a_new_third_party_plugin_takes_over_a_base_component_and_half_written_f
     // Completed: it loads and FixtureV1 moves from base to it.
     std::fs::write(&target, &v1).unwrap();
     host.wait_log(T, "FixtureV1:0 moved to fixture-v1 1.0.0");
-    wait(&mgr, &host, "fixture-v1's subscription", |m| {
+    wait_manager(&mgr, &host, "fixture-v1's subscription", |m| {
         m.json_frames().iter().any(|(_, f): &(u64, Value)| f["option"] == "subscribe" && f["csc"] == "FixtureV1")
     })
     .await;

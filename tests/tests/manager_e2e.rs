@@ -27,12 +27,6 @@ fn subscribed(mgr: &FakeManager) -> bool {
     mgr.open_connections().iter().any(|c| mgr.groups(*c).contains("initial_state-ATDome-all-all"))
 }
 
-async fn wait(mgr: &FakeManager, host: &HostProcess, what: &str, cond: impl Fn(&FakeManager) -> bool) {
-    if !mgr.wait_until(T, |m| cond(m)).await {
-        panic!("timed out waiting for {what}\n--- log ---\n{}", host.stderr().join("\n"));
-    }
-}
-
 /// Golden `csc.jsonl` "request summaryState": the reply's shape (envelope keys and FIELDS keys
 /// with their dataType and units) must be the reference's.
 fn golden_summary_state_reply() -> Value {
@@ -53,25 +47,12 @@ fn shape(fields: &Value) -> Vec<(String, Value, Value)> {
 async fn a_browser_gets_the_last_summary_state_at_once_and_again_after_a_manager_restart() {
     let mgr = FakeManager::start("s3cret&pass").await;
     let dir = plugin_dir("mgr", &[plugin_so("csc")]);
-    let url = mgr.url();
-    let host = HostProcess::start_with_env(
-        &[
-            "--plugin-dir",
-            dir.to_str().unwrap(),
-            "--manager-url",
-            url.as_str(),
-            "--components",
-            "ATDome",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ],
-        &[("PROCESS_CONNECTION_PASS", "s3cret&pass")],
-    );
+    let host = start_host_with_manager(&mgr, &dir, "s3cret&pass", &["--components", "ATDome"]);
     let admin = admin_addr(&host);
-    wait(&mgr, &host, "the initial_state subscription", subscribed).await;
-    wait(&mgr, &host, "the summaryState event", |m| !summary_state_messages(m).is_empty()).await;
+    wait_manager(&mgr, &host, "the initial_state subscription", subscribed).await;
+    wait_manager(&mgr, &host, "the summaryState event", |m| !summary_state_messages(m).is_empty()).await;
     // Telemetry and the Heartbeat stream flow too (spec sections b, c).
-    wait(&mgr, &host, "telemetry position and the Heartbeat stream", |m| {
+    wait_manager(&mgr, &host, "telemetry position and the Heartbeat stream", |m| {
         !m.stream_values("telemetry", "ATDome", 0, "position").is_empty()
             && m.json_frames()
                 .iter()
@@ -82,7 +63,7 @@ async fn a_browser_gets_the_last_summary_state_at_once_and_again_after_a_manager
     // A browser subscribes to event-ATDome-0-summaryState: the manager asks the producers.
     let before = summary_state_messages(&mgr).len();
     assert!(mgr.send_initial_state_request("ATDome", 0, "summaryState") > 0);
-    wait(&mgr, &host, "the initial_state reply", |m| summary_state_messages(m).len() > before).await;
+    wait_manager(&mgr, &host, "the initial_state reply", |m| summary_state_messages(m).len() > before).await;
     let reply = summary_state_messages(&mgr).pop().unwrap();
     let golden = golden_summary_state_reply();
     assert_eq!(
@@ -99,10 +80,10 @@ async fn a_browser_gets_the_last_summary_state_at_once_and_again_after_a_manager
     // once (not after 60 s) and answers again.
     let conns = mgr.connections();
     mgr.restart().await;
-    wait(&mgr, &host, "re-subscription after the restart", |m| m.connections() > conns && subscribed(m)).await;
+    wait_manager(&mgr, &host, "re-subscription after the restart", |m| m.connections() > conns && subscribed(m)).await;
     let before = summary_state_messages(&mgr).len();
     mgr.send_initial_state_request("ATDome", 0, "summaryState");
-    wait(&mgr, &host, "the reply after the restart", |m| summary_state_messages(m).len() > before).await;
+    wait_manager(&mgr, &host, "the reply after the restart", |m| summary_state_messages(m).len() > before).await;
     assert_eq!(mgr.connections(), conns + 1, "ghost connection");
 
     let (code, body) = http_get(&admin, "/readyz");
@@ -134,22 +115,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn readyz_and_metrics_follow_a_manager_outage_and_recovery() {
     let mgr = FakeManager::start("right").await;
     let dir = plugin_dir("outage", &[plugin_so("csc")]);
-    let url = mgr.url();
-    let host = HostProcess::start_with_env(
-        &[
-            "--plugin-dir",
-            dir.to_str().unwrap(),
-            "--manager-url",
-            url.as_str(),
-            "--components",
-            "ATDome",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--reconnect-wait",
-            "0.5",
-        ],
-        &[("PROCESS_CONNECTION_PASS", "wrong")],
-    );
+    let host = start_host_with_manager(&mgr, &dir, "wrong", &["--components", "ATDome", "--reconnect-wait", "0.5"]);
     let admin = admin_addr(&host);
     // Wrong password: a clear error, retries, not ready, counted.
     let line = host.wait_log(T, "rejected the password");
@@ -167,7 +133,7 @@ async fn readyz_and_metrics_follow_a_manager_outage_and_recovery() {
 
     // The manager accepts the password now: connected, ready, data counted.
     mgr.set_password("wrong");
-    wait(&mgr, &host, "a connection", subscribed).await;
+    wait_manager(&mgr, &host, "a connection", subscribed).await;
     let deadline = std::time::Instant::now() + T;
     loop {
         let (code, _) = http_get(&admin, "/readyz");
@@ -198,7 +164,7 @@ async fn readyz_and_metrics_follow_a_manager_outage_and_recovery() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     mgr.restart().await;
-    wait(&mgr, &host, "reconnection", |m| m.connections() >= 2 && subscribed(m)).await;
+    wait_manager(&mgr, &host, "reconnection", |m| m.connections() >= 2 && subscribed(m)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (code, _) = http_get(&admin, "/readyz");
     assert_eq!(code, 200);

@@ -318,3 +318,31 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
+
+/// Start the built host against a fake LOVE-manager with the admin endpoint on a free port:
+/// `--plugin-dir DIR --manager-url URL --admin-addr 127.0.0.1:0` plus `extra`, the manager
+/// password in `PROCESS_CONNECTION_PASS`.
+pub fn start_host_with_manager(
+    mgr: &love_host_tests::FakeManager,
+    dir: &Path,
+    password: &str,
+    extra: &[&str],
+) -> HostProcess {
+    let url = mgr.url();
+    let mut args =
+        vec!["--plugin-dir", dir.to_str().unwrap(), "--manager-url", url.as_str(), "--admin-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    HostProcess::start_with_env(&args, &[("PROCESS_CONNECTION_PASS", password)])
+}
+
+/// Wait (60 s at most) until the fake manager's state satisfies `cond`, or fail with the log.
+pub async fn wait_manager(
+    mgr: &love_host_tests::FakeManager,
+    host: &HostProcess,
+    what: &str,
+    cond: impl Fn(&love_host_tests::FakeManager) -> bool,
+) {
+    if !mgr.wait_until(std::time::Duration::from_secs(60), |m| cond(m)).await {
+        panic!("timed out waiting for {what}\n--- log ---\n{}", host.stderr().join("\n"));
+    }
+}
