@@ -10,4 +10,7 @@ if [ ! -d "$LOVE_SHARED_DIR/ts_xml/sal_interfaces" ]; then
     echo "test.sh: $LOVE_SHARED_DIR/ts_xml/sal_interfaces not found; set LOVE_SHARED_DIR" >&2
     exit 2
 fi
+# The tests build the example, template and fixture workspaces too; keep their debug info as
+# small as the workspace's so a clean run stays well inside a CI machine's disk.
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 cargo test --workspace --no-fail-fast "$@"
