@@ -16,3 +16,10 @@ pub mod sal;
 pub mod shutdown;
 #[cfg(test)]
 mod testutil;
+
+/// The allocator of every program built on this library (the binaries, the benches, the
+/// tests). Samples are allocated by the SAL reader's thread and freed by the producers'; glibc's
+/// malloc serializes such frees on its arena locks, which the load bench's profile showed.
+/// Plugins keep their own allocator: everything crossing the boundary carries its own vtable.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

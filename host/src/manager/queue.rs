@@ -9,24 +9,17 @@
 //! - hard bounds: never more than `2 * capacity` messages nor `max_bytes` bytes of text: beyond
 //!   that the oldest messages are dropped (counted).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 
 use love_plugin_api::abi::Category;
 
 use super::Outgoing;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    category: u32,
-    csc: String,
-    salindex: i64,
-    stream: String,
-}
-
-impl Key {
-    fn of(m: &Outgoing) -> Key {
-        Key { category: m.category.0, csc: m.csc.clone(), salindex: m.salindex, stream: m.stream.clone() }
-    }
+/// Whether two messages belong to the same coalescable stream.
+fn same_stream(a: &Outgoing, b: &Outgoing) -> bool {
+    a.category == b.category && a.salindex == b.salindex && a.csc == b.csc && a.stream == b.stream
 }
 
 /// What [`OutQueue::push`] did.
@@ -45,8 +38,11 @@ pub(crate) struct OutQueue {
     /// Slots; `None` is a purged message. `slots[i]` has sequence number `head + i`.
     slots: VecDeque<Option<Outgoing>>,
     head: u64,
-    /// Latest queued sequence number per coalescable key.
-    latest: HashMap<Key, u64>,
+    /// Latest queued sequence number per coalescable stream, keyed by the hash of the stream's
+    /// identity (no allocation per message); the queued message itself confirms the match, so a
+    /// hash collision costs a missed coalescing, never a wrong one.
+    latest: HashMap<u64, u64>,
+    hasher: RandomState,
     live: usize,
     bytes: usize,
     capacity: usize,
@@ -65,6 +61,7 @@ impl OutQueue {
             // Room below for push_front.
             head: 1 << 32,
             latest: HashMap::new(),
+            hasher: RandomState::new(),
             live: 0,
             bytes: 0,
             capacity: capacity.max(1),
@@ -85,18 +82,30 @@ impl OutQueue {
         self.high_water
     }
 
+    fn stream_hash(&self, m: &Outgoing) -> u64 {
+        self.hasher.hash_one((m.category.0, m.salindex, m.csc.as_str(), m.stream.as_str()))
+    }
+
+    /// The queued message of `msg`'s stream that `latest` points at, as (sequence, slot index).
+    fn queued_of(&self, hash: u64, msg: &Outgoing) -> Option<usize> {
+        let seq = *self.latest.get(&hash)?;
+        let idx = usize::try_from(seq.checked_sub(self.head)?).ok()?;
+        match self.slots.get(idx) {
+            Some(Some(queued)) if same_stream(queued, msg) => Some(idx),
+            _ => None,
+        }
+    }
+
     pub(crate) fn push(&mut self, msg: Outgoing) -> Pushed {
         let coalesce =
             msg.category == Category::TELEMETRY || (msg.category == Category::EVENT && self.live >= self.capacity);
+        let hash = if coalescable(msg.category) { self.stream_hash(&msg) } else { 0 };
         if coalesce {
-            let key = Key::of(&msg);
-            if let Some(&seq) = self.latest.get(&key) {
-                let idx = seq.checked_sub(self.head).map_or(usize::MAX, |i| i as usize);
-                if let Some(slot @ Some(_)) = self.slots.get_mut(idx) {
-                    let old = slot.replace(msg).expect("checked");
-                    self.bytes = self.bytes - old.text.len() + slot.as_ref().map_or(0, |m| m.text.len());
-                    return Pushed::Coalesced;
-                }
+            if let Some(idx) = self.queued_of(hash, &msg) {
+                self.bytes += msg.text.len();
+                let old = self.slots[idx].replace(msg).expect("checked by queued_of");
+                self.bytes -= old.text.len();
+                return Pushed::Coalesced;
             }
         }
         let mut dropped = 0u64;
@@ -108,7 +117,7 @@ impl OutQueue {
         }
         let seq = self.head + self.slots.len() as u64;
         if coalescable(msg.category) {
-            self.latest.insert(Key::of(&msg), seq);
+            self.latest.insert(hash, seq);
         }
         self.bytes += msg.text.len();
         self.slots.push_back(Some(msg));
@@ -128,9 +137,9 @@ impl OutQueue {
             self.head += 1;
             if let Some(msg) = slot {
                 if coalescable(msg.category) {
-                    let key = Key::of(&msg);
-                    if self.latest.get(&key) == Some(&seq) {
-                        self.latest.remove(&key);
+                    let hash = self.stream_hash(&msg);
+                    if self.latest.get(&hash) == Some(&seq) {
+                        self.latest.remove(&hash);
                     }
                 }
                 self.live -= 1;
@@ -143,14 +152,14 @@ impl OutQueue {
 
     /// Put a message back at the front (a send that did not happen).
     pub(crate) fn push_front(&mut self, msg: Outgoing) {
+        let hash = if coalescable(msg.category) { self.stream_hash(&msg) } else { 0 };
         // A newer message of the same stream may be queued already: then this one is stale.
-        if msg.category == Category::TELEMETRY && self.latest.contains_key(&Key::of(&msg)) {
+        if msg.category == Category::TELEMETRY && self.queued_of(hash, &msg).is_some() {
             return;
         }
         self.head -= 1;
-        if coalescable(msg.category) {
-            let key = Key::of(&msg);
-            self.latest.entry(key).or_insert(self.head);
+        if coalescable(msg.category) && self.queued_of(hash, &msg).is_none() {
+            self.latest.insert(hash, self.head);
         }
         self.bytes += msg.text.len();
         self.slots.push_front(Some(msg));
@@ -210,6 +219,18 @@ mod tests {
         assert_eq!(q.bytes(), 0);
         // After popping, the key is free again.
         assert_eq!(q.push(m(Category::TELEMETRY, "A", "t", "t3")), Pushed::Appended);
+    }
+
+    #[test]
+    fn streams_differing_only_in_salindex_or_category_are_not_coalesced() {
+        let mut q = OutQueue::new(10, 1 << 20);
+        q.push(m(Category::TELEMETRY, "A", "t", "i0"));
+        let mut other = m(Category::TELEMETRY, "A", "t", "i1");
+        other.salindex = 1;
+        assert_eq!(q.push(other), Pushed::Appended);
+        assert_eq!(q.push(m(Category::EVENT, "A", "t", "e")), Pushed::Appended);
+        assert_eq!(q.push(m(Category::TELEMETRY, "A", "t", "i0b")), Pushed::Coalesced);
+        assert_eq!(drain(&mut q), ["i0b", "i1", "e"]);
     }
 
     #[test]
