@@ -5,8 +5,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
+# Two invocations: `--bin` would restrict every selected package to its binaries and leave
+# the plugin libraries unbuilt.
 RUN cargo build --release --locked -p love-host --bin love-host \
-        -p love-plugin-csc -p love-plugin-scriptqueue -p love-plugin-watcher \
+    && cargo build --release --locked -p love-plugin-csc -p love-plugin-scriptqueue -p love-plugin-watcher \
     && mkdir -p /out/plugins \
     && cp target/release/love-host /out/ \
     && cp target/release/liblove_plugin_csc.so target/release/liblove_plugin_scriptqueue.so \

@@ -205,7 +205,17 @@ pub fn link_plan(args: &RunArgs, components: &[ComponentName]) -> anyhow::Result
     let mut links: Vec<(String, LinkConfig, Vec<ComponentName>)> = Vec::new();
     let mut claimed: Vec<ComponentName> = Vec::new();
     let mut grouped = Vec::new();
-    for spec in &args.links {
+    for (i, spec) in args.links.iter().enumerate() {
+        // The name labels the link's metrics and logs: it must tell the links apart.
+        if spec.name.trim().is_empty() || spec.name == "default" {
+            bail!(
+                "[[links]] {:?}: a link needs a name other than \"default\" (the link of the other components)",
+                spec.name
+            );
+        }
+        if args.links[..i].iter().any(|other| other.name == spec.name) {
+            bail!("[[links]] {}: two links have this name", spec.name);
+        }
         let members = ComponentName::parse_list(&spec.components)
             .with_context(|| format!("[[links]] {}: components", spec.name))?;
         for m in &members {
@@ -254,7 +264,7 @@ fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
     if !(v.is_finite() && v > 0.0) {
         bail!("{what} must be a positive number of seconds, got {v}");
     }
-    Ok(Duration::from_secs_f64(v))
+    Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("{what} is too large: {v} seconds"))
 }
 
 /// Run the producers (the default command) until SIGINT or SIGTERM.
@@ -424,6 +434,18 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
 /// owns the running producers and hands them back when it ends.
 type DeployTask = (tokio::task::JoinHandle<Vec<ManagedProducer>>, Arc<crate::deploy::DeployStats>);
 
+/// Whether a watcher event can mean a deployment. Opens and reads are not: the rescan itself
+/// opens the directory and its files (inotify reports `IN_OPEN` on the watched directory), and
+/// reacting to those would rescan forever. A file closed after writing is.
+fn is_deploy_event(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 fn start_deployment(
     args: &RunArgs,
     plan: Plan,
@@ -451,7 +473,7 @@ fn start_deployment(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let fs_tx = tx.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
+        if ev.is_ok_and(|e| is_deploy_event(&e.kind)) {
             let _ = fs_tx.send("file change");
         }
     })

@@ -73,6 +73,15 @@ pub enum ConfigFileError {
 /// Parse the command line, then fill what it and the environment left unset from the file
 /// named by `--config` (if any). Returns the parsed CLI and the file's `[[links]]`.
 pub fn parse_with_config(argv: Vec<OsString>) -> Result<(Cli, Vec<LinkSpec>), anyhow::Error> {
+    parse_with_config_env(argv, |name| std::env::var_os(name))
+}
+
+/// [`parse_with_config`] with the environment variables that clap does not read itself
+/// (`WEBSOCKET_HOST`) looked up through `env`.
+fn parse_with_config_env(
+    argv: Vec<OsString>,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<(Cli, Vec<LinkSpec>), anyhow::Error> {
     let cmd = Cli::command();
     let matches = match cmd.clone().try_get_matches_from(&argv) {
         Ok(m) => m,
@@ -81,8 +90,14 @@ pub fn parse_with_config(argv: Vec<OsString>) -> Result<(Cli, Vec<LinkSpec>), an
     let Some(path) = matches.get_one::<PathBuf>("config").cloned() else {
         return Ok((Cli::from_arg_matches(&matches)?, Vec::new()));
     };
-    let (extra, links) =
-        file_arguments(&path, &cmd, |id| matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue)))?;
+    let given = |id: &str| !matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue));
+    let (extra, links) = file_arguments(&path, &cmd, |id| match id {
+        // One list of components, whichever way it was given: the command line's replaces the file's.
+        "components" => !given("components") && !given("positional"),
+        // The original's variable is the environment's way to name the manager.
+        "manager_url" => !given("manager_url") && env(crate::manager::ENV_WEBSOCKET_HOST).is_none_or(|h| h.is_empty()),
+        id => !given(id),
+    })?;
     let mut full = argv;
     full.extend(extra);
     let cli = match Cli::try_parse_from(&full) {
@@ -141,14 +156,12 @@ fn file_arguments(
             toml::Value::Boolean(_) => return Err(bad("expected a value, not a boolean")),
             _ if !takes_value => return Err(bad("expected true or false")),
             toml::Value::Array(items) => {
-                if items.is_empty() {
-                    continue;
-                }
-                extra.push(flag.clone().into());
+                // `--flag=item` once per item: options taking one value per occurrence then
+                // collect them all, and no item can be mistaken for a positional argument.
                 for item in items {
-                    extra.push(scalar(item).ok_or_else(|| bad("array items must be strings or numbers"))?.into());
+                    let v = scalar(item).ok_or_else(|| bad("array items must be strings or numbers"))?;
+                    extra.push(format!("{flag}={v}").into());
                 }
-                let _ = flag;
             }
             other => {
                 let v = scalar(other).ok_or_else(|| bad("expected a string, number or array"))?;
@@ -209,6 +222,38 @@ components = ["ScriptQueue:1"]
     }
 
     #[test]
+    fn command_line_and_environment_lists_replace_the_files() {
+        let p = write(
+            "lists",
+            r#"
+components = ["Watcher"]
+manager_url = "ws://from-file/manager/ws/subscription"
+settings = ["FINISHED_SCRIPTS_LIST_SIZE=20", "UPDATE_SCRIPTS_SCHEMA_ON_START=false"]
+"#,
+        );
+        let no_env = |_: &str| None;
+        let args = |extra: &[&str]| {
+            let mut v: Vec<OsString> = ["love-host", "--config", p.to_str().unwrap()].map(OsString::from).to_vec();
+            v.extend(extra.iter().map(OsString::from));
+            v
+        };
+        let (cli, _) = parse_with_config_env(args(&[]), no_env).unwrap();
+        assert_eq!(cli.run.component_args(), ["Watcher"]);
+        assert_eq!(cli.run.settings, ["FINISHED_SCRIPTS_LIST_SIZE=20", "UPDATE_SCRIPTS_SCHEMA_ON_START=false"]);
+        assert!(cli.run.positional.is_empty(), "array items never become positional components");
+        assert!(cli.run.manager_url.is_some());
+        // Components on the command line, positional or not, replace the file's list.
+        let (cli, _) = parse_with_config_env(args(&["ATDome"]), no_env).unwrap();
+        assert_eq!(cli.run.component_args(), ["ATDome"]);
+        let (cli, _) = parse_with_config_env(args(&["--components", "ATDome", "Test:1"]), no_env).unwrap();
+        assert_eq!(cli.run.component_args(), ["ATDome", "Test:1"]);
+        // The original's WEBSOCKET_HOST in the environment wins over the file's manager_url.
+        let env = |name: &str| (name == "WEBSOCKET_HOST").then(|| OsString::from("love-nginx/manager/ws/subscription"));
+        let (cli, _) = parse_with_config_env(args(&[]), env).unwrap();
+        assert!(cli.run.manager_url.is_none(), "left to WEBSOCKET_HOST");
+    }
+
+    #[test]
     fn the_example_configuration_is_valid() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/love-host.toml");
         let (cli, links) = parse(&["love-host", "--config", p.to_str().unwrap()]).unwrap();
@@ -220,6 +265,13 @@ components = ["ScriptQueue:1"]
         let plan = crate::app::link_plan(&run, &components).unwrap();
         assert_eq!(plan.links.len(), 3);
         assert_eq!(plan.links[0].2.len(), 2, "Watcher and ATDome on the default link");
+        // Names label the links' metrics: duplicates and "default" are refused.
+        let mut twice = run.clone();
+        twice.links[1].name = "queue".into();
+        let e = crate::app::link_plan(&twice, &components).err().expect("refused").to_string();
+        assert!(e.contains("[[links]] queue: two links have this name"), "{e}");
+        twice.links[1].name = "default".into();
+        assert!(crate::app::link_plan(&twice, &components).is_err());
     }
 
     #[test]

@@ -252,6 +252,7 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
         last_snapshot: None,
         consecutive_panics: 0,
         last_panic: None,
+        panicked: false,
         subscribe_own: spec.subscribe_own,
         initialized_for: 0,
     };
@@ -287,6 +288,8 @@ struct ProducerTask {
     last_snapshot: Option<String>,
     consecutive_panics: u32,
     last_panic: Option<Instant>,
+    /// The producer panicked: it gets no more inputs and the run loop rebuilds it.
+    panicked: bool,
     subscribe_own: bool,
     /// The link connection the producer last sent initial data for.
     initialized_for: u64,
@@ -310,6 +313,7 @@ impl ProducerTask {
             self.subscribe_sal(own.0, own.1);
         }
         self.start().await;
+        self.recover(&mut shutdown).await;
         let mut snapshot_timer = tokio::time::interval(self.ctx.settings.snapshot_interval);
         snapshot_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -353,11 +357,24 @@ impl ProducerTask {
                 _ = snapshot_timer.tick() => self.take_snapshot(),
                 Some(ctrl) = control.recv() => self.control(ctrl).await,
             }
+            self.recover(&mut shutdown).await;
+        }
+    }
+
+    /// Rebuild the producer after a panic, as often as it takes (with a growing backoff),
+    /// unless the host stops first. A loop rather than recursion: a producer that panics on
+    /// every start must not nest restarts without end.
+    async fn recover(&mut self, shutdown: &mut crate::shutdown::Shutdown) {
+        while self.panicked && !shutdown.is_triggered() {
+            self.restart(shutdown).await;
         }
     }
 
     async fn start(&mut self) {
         self.deliver(&simple(InputKind::START)).await;
+        if self.panicked {
+            return;
+        }
         if self.ctx.outbox.is_connected() {
             self.initialized_for = self.ctx.outbox.connection_count();
             self.deliver(&simple(InputKind::CONNECTED)).await;
@@ -377,6 +394,9 @@ impl ProducerTask {
 
     /// Hand one input to the producer and carry out its actions (and the inputs they cause).
     async fn deliver(&mut self, first: &InputMsg) {
+        if self.panicked {
+            return;
+        }
         let mut follow_ups: VecDeque<InputMsg> = VecDeque::new();
         let mut current: Option<&InputMsg> = Some(first);
         let mut owned;
@@ -414,7 +434,7 @@ impl ProducerTask {
                             producer_type = %self.producer_type,
                             "{text}; restarting the producer from its last snapshot"
                         );
-                        self.restart().await;
+                        self.panicked = true;
                         return;
                     }
                     self.status.errors.fetch_add(1, Ordering::Relaxed);
@@ -466,6 +486,9 @@ impl ProducerTask {
             Action::Command { id, component, index, name, fields, timeout } => {
                 let sal = self.ctx.sal.clone();
                 let tx = self.ack_tx.clone();
+                // The plugin's number, made safe for every source's timer: finite, positive,
+                // at most a day.
+                let timeout = if timeout.is_finite() && timeout > 0.0 { timeout.min(86_400.0) } else { 5.0 };
                 let cmd = SalCommand { component, index, name, fields, timeout };
                 tokio::spawn(async move {
                     let ack = sal.command(cmd).await;
@@ -550,29 +573,42 @@ impl ProducerTask {
                 return Err(format!("{c}:{i}: the new producer refused the old one's snapshot: {e}"));
             }
         }
-        let old_type = std::mem::replace(&mut self.producer_type, producer_type.clone());
-        self.producer = fresh;
-        self.create = create;
-        self.config_json = config_json;
-        self.wake = None;
+        // Install the new producer, keeping the old one until the new one has started: a panic
+        // while starting puts the old one back, as any other failed step does.
+        let old = Undo {
+            producer: std::mem::replace(&mut self.producer, fresh),
+            producer_type: std::mem::replace(&mut self.producer_type, producer_type.clone()),
+            create: std::mem::replace(&mut self.create, create),
+            config_json: std::mem::replace(&mut self.config_json, config_json),
+            wake: self.wake.take(),
+        };
+        if keep_state {
+            self.deliver(&simple(InputKind::START)).await;
+        } else {
+            self.start().await;
+        }
+        if self.panicked {
+            self.panicked = false;
+            self.producer = old.producer;
+            self.producer_type = old.producer_type;
+            self.create = old.create;
+            self.config_json = old.config_json;
+            self.wake = old.wake;
+            return Err(format!("{c}:{i}: the new producer panicked while starting; the old one keeps serving"));
+        }
         self.consecutive_panics = 0;
+        self.take_snapshot();
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (producer_type.clone(), label.clone());
-        info!(component = %c, index = i, producer_type = %producer_type, plugin = %label, "{c}:{i} now served by {producer_type} ({label}), was {old_type}; state {}", if keep_state { "carried over" } else { "started fresh" });
+        info!(component = %c, index = i, producer_type = %producer_type, plugin = %label, "{c}:{i} now served by {producer_type} ({label}), was {}; state {}", old.producer_type, if keep_state { "carried over" } else { "started fresh" });
         if subscribe_own && !self.subscribe_own {
             self.subscribe_own = true;
             self.subscribe_sal(c.clone(), i);
-        }
-        if keep_state {
-            self.deliver(&simple(InputKind::START)).await;
-            self.take_snapshot();
-        } else {
-            Box::pin(self.start()).await;
         }
         Ok(SwapReport { duration: began.elapsed(), snapshot_bytes: snapshot.map(|s| s.len()).unwrap_or(0) })
     }
 
     /// Rebuild the producer after a panic: backoff, create, restore the last snapshot, start.
-    async fn restart(&mut self) {
+    async fn restart(&mut self, shutdown: &mut crate::shutdown::Shutdown) {
         let now = Instant::now();
         if self.last_panic.is_some_and(|t| now.duration_since(t) > Duration::from_secs(60)) {
             self.consecutive_panics = 0;
@@ -582,12 +618,16 @@ impl ProducerTask {
         let backoff = Duration::from_millis(250)
             .saturating_mul(1u32 << self.consecutive_panics.min(10).saturating_sub(1))
             .min(self.ctx.settings.max_restart_backoff);
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
         let (c, i) = (self.component.name.clone(), self.component.index);
         let mut fresh = match (self.create)(&self.config_json) {
             Ok(p) => p,
             Err(e) => {
                 error!(component = %c, index = i, "cannot re-create the producer after a panic: {e}; keeping the old instance");
+                self.panicked = false;
                 return;
             }
         };
@@ -597,12 +637,21 @@ impl ProducerTask {
             }
         }
         self.producer = fresh;
+        self.panicked = false;
         self.wake = None;
         self.status.restarts.fetch_add(1, Ordering::Relaxed);
         info!(component = %c, index = i, backoff_ms = backoff.as_millis() as u64, "producer restarted");
-        // Boxed: `start` delivers inputs, which may panic and restart again.
-        Box::pin(self.start()).await;
+        self.start().await;
     }
+}
+
+/// What a swap puts back when the new producer panics while starting.
+struct Undo {
+    producer: ProducerBox,
+    producer_type: String,
+    create: CreateFn,
+    config_json: String,
+    wake: Option<(Instant, f64)>,
 }
 
 /// The `lost` count of a Heartbeat stream message.
@@ -712,6 +761,52 @@ mod tests {
         panic!("condition not reached");
     }
 
+    /// Panics on every start.
+    struct PanicsOnStart;
+
+    impl ProducerLogic for PanicsOnStart {
+        fn handle(&mut self, input: Input<'_>, _: f64, _: &mut Actions) -> Result<(), PluginError> {
+            if matches!(input, Input::Start) {
+                panic!("cannot start");
+            }
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<String, PluginError> {
+            Ok(String::new())
+        }
+        fn restore(&mut self, _: &str) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_producer_that_panics_on_every_start_keeps_restarting_and_stops_at_shutdown() {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let (events, _) = broadcast::channel(16);
+        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events });
+        let ctx = RuntimeContext {
+            outbox,
+            sal: Arc::new(FakeSal::default()),
+            catalog: Arc::new(|_| None),
+            settings: RuntimeSettings { max_restart_backoff: Duration::from_secs(30), ..Default::default() },
+            shutdown,
+        };
+        let spec = ProducerSpec {
+            component: ComponentName { name: "Broken".into(), index: 0 },
+            producer_type: "broken".into(),
+            label: "broken 1.0.0".into(),
+            create: Arc::new(|_| Ok(into_producer_box(PanicsOnStart))),
+            config: ProducerConfig::default(),
+            subscribe_own: false,
+        };
+        let handle = spawn_producer(spec, ctx).unwrap();
+        wait_for(|| handle.status.restarts.load(Ordering::Relaxed) >= 2).await;
+        assert!(handle.status.panics.load(Ordering::Relaxed) >= 2);
+        // The next backoff is a second or more: shutdown does not wait for it.
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_millis(500), handle.task).await.expect("task ends at shutdown").unwrap();
+    }
+
     fn setup() -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (events, _) = broadcast::channel(16);
@@ -796,6 +891,10 @@ mod tests {
         });
         let err = handle.replace(panics, "counter", "bad 2.0.2", true, true).await.unwrap_err();
         assert!(err.contains("panic"), "{err}");
+        let panics_on_start: CreateFn = Arc::new(|_| Ok(into_producer_box(PanicsOnStart)));
+        let err = handle.replace(panics_on_start, "counter", "bad 2.0.3", false, true).await.unwrap_err();
+        assert!(err.contains("panicked while starting"), "{err}");
+        assert_eq!(handle.status.restarts.load(Ordering::Relaxed), 0, "the old producer was not restarted");
         tx.send(sample("a")).await.unwrap();
         wait_for(|| counts(&outbox).len() == 2).await;
         assert_eq!(counts(&outbox), [("count".to_string(), "1".to_string()), ("count".to_string(), "2".to_string())]);

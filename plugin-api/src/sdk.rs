@@ -381,10 +381,39 @@ impl<P: ProducerLogic> Producer for Guarded<P> {
     }
 }
 
+/// Runs a producer's destructor under `catch_unwind`: abi_stable aborts the process when a
+/// destructor called through the trait object unwinds, and producers are dropped at every
+/// upgrade, restart and shutdown.
+struct CatchDrop<P>(std::mem::ManuallyDrop<P>);
+
+impl<P> Drop for CatchDrop<P> {
+    fn drop(&mut self) {
+        let inner = &mut self.0;
+        // SAFETY: the value is dropped exactly once, here, and never touched afterwards.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { std::mem::ManuallyDrop::drop(inner) }));
+        // The panic hook has printed the message; the producer is gone either way.
+        let _ = dropped;
+    }
+}
+
+impl<P: ProducerLogic> ProducerLogic for CatchDrop<P> {
+    fn handle(&mut self, input: Input<'_>, now: f64, out: &mut Actions) -> Result<(), PluginError> {
+        self.0.handle(input, now, out)
+    }
+
+    fn snapshot(&self) -> Result<String, PluginError> {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &str) -> Result<(), PluginError> {
+        self.0.restore(snapshot)
+    }
+}
+
 /// Box a producer behind the stable trait object (used by the export macro and the host's
 /// built-in producers).
 pub fn into_producer_box<P: ProducerLogic>(p: P) -> ProducerBox {
-    Producer_TO::from_value(Guarded(p), abi_stable::sabi_trait::TD_Opaque)
+    Producer_TO::from_value(Guarded(CatchDrop(std::mem::ManuallyDrop::new(p))), abi_stable::sabi_trait::TD_Opaque)
 }
 
 /// Parse a producer configuration and build a producer, catching panics (used by the export
@@ -488,6 +517,36 @@ macro_rules! export_plugin {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    struct PanicsWhenDropped;
+
+    impl ProducerLogic for PanicsWhenDropped {
+        fn handle(&mut self, _: Input<'_>, _: f64, _: &mut Actions) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<String, PluginError> {
+            Ok(String::new())
+        }
+        fn restore(&mut self, _: &str) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("destructor panics");
+        }
+    }
+
+    #[test]
+    fn a_destructor_that_panics_does_not_abort_the_host() {
+        // Without the guard abi_stable aborts the whole test process here.
+        let mut producer = into_producer_box(PanicsWhenDropped);
+        assert!(producer.handle(&Input::Tick.encode(), 0.0).is_ok());
+        drop(producer);
+    }
+
     #[test]
     fn exported_symbol_name_is_abi_stables() {
         assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");

@@ -246,6 +246,9 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
 
     let writer = async {
         let mut last_ping = 0u64;
+        let ping_due = |last_ping: u64| {
+            base + Duration::from_millis(last_rx.load(Ordering::Relaxed).max(last_ping)) + ping_interval
+        };
         loop {
             // Feed what is queued and flush once per batch: one write for many frames rather
             // than one per message (tungstenite also writes out when its buffer fills).
@@ -258,6 +261,12 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
                     for m in inflight.drain(..) {
                         shared.count_sent(m.category);
                     }
+                    // A link that always has a backlog still pings, or the watchdog would take
+                    // a slow but healthy connection for a dead one.
+                    if Instant::now() >= ping_due(last_ping) {
+                        sink.send(Message::Ping(Vec::new())).await.map_err(|e| format!("ping failed: {e}"))?;
+                        last_ping = ms_since(base);
+                    }
                 }
             }
             if !inflight.is_empty() {
@@ -266,8 +275,7 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
                     shared.count_sent(m.category);
                 }
             }
-            let idle_since = last_rx.load(Ordering::Relaxed).max(last_ping);
-            let due = base + Duration::from_millis(idle_since) + ping_interval;
+            let due = ping_due(last_ping);
             tokio::select! {
                 _ = shared.notify.notified() => {}
                 _ = tokio::time::sleep_until(due) => {

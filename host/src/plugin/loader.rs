@@ -135,6 +135,10 @@ pub fn check_elf_complete(path: &Path) -> Result<(), String> {
             "truncated ELF file ({len} bytes): still being written? Deploy by renaming a complete file into place"
         ))
     };
+    // Entries smaller than the ELF64 structures would make the reads below leave the file.
+    if (phnum > 0 && phentsize < 0x38) || (shnum > 0 && shentsize < 0x40) {
+        return Err("corrupt ELF file: header table entries smaller than ELF64's".into());
+    }
     if phoff.saturating_add(phentsize * phnum) > len || shoff.saturating_add(shentsize * shnum) > len {
         return truncated();
     }

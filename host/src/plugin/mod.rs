@@ -80,22 +80,52 @@ pub fn scan_dir(dir: &Path) -> Result<ScanReport, PluginDirError> {
     Ok(report)
 }
 
-/// Compare two version strings as dotted numbers (`1.10.0` > `1.9.3`); non-numeric parts
-/// compare as text.
+/// Compare two plugin versions as semantic versions: dotted numbers (`1.10.0` > `1.9.3`,
+/// missing parts are 0), a pre-release below its release (`2.0.0-rc.1` < `2.0.0`), pre-release
+/// identifiers numerically when both are numbers and as text otherwise, build metadata
+/// (`+…`) ignored.
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts = |s: &str| -> Vec<(u64, String)> {
-        s.split(['.', '-', '+']).map(|p| (p.parse::<u64>().unwrap_or(0), p.to_string())).collect()
-    };
-    let (pa, pb) = (parts(a), parts(b));
-    for i in 0..pa.len().max(pb.len()) {
-        let x = pa.get(i).cloned().unwrap_or((0, String::new()));
-        let y = pb.get(i).cloned().unwrap_or((0, String::new()));
-        let ord = x.0.cmp(&y.0).then_with(|| x.1.cmp(&y.1));
-        if ord != std::cmp::Ordering::Equal {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    fn split(v: &str) -> (&str, Option<&str>) {
+        let v = v.split_once('+').map_or(v, |(core, _build)| core);
+        match v.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (v, None),
+        }
+    }
+    fn identifiers(x: &str, y: &str) -> std::cmp::Ordering {
+        let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split('.').collect(), y.split('.').collect());
+        for (p, q) in xs.iter().zip(&ys) {
+            let ord = match (p.parse::<u64>(), q.parse::<u64>()) {
+                (Ok(m), Ok(n)) => m.cmp(&n),
+                (Ok(_), Err(_)) => Less,
+                (Err(_), Ok(_)) => Greater,
+                (Err(_), Err(_)) => p.cmp(q),
+            };
+            if ord != Equal {
+                return ord;
+            }
+        }
+        xs.len().cmp(&ys.len())
+    }
+    let ((core_a, pre_a), (core_b, pre_b)) = (split(a), split(b));
+    let (na, nb): (Vec<&str>, Vec<&str>) = (core_a.split('.').collect(), core_b.split('.').collect());
+    for i in 0..na.len().max(nb.len()) {
+        let (p, q) = (na.get(i).copied().unwrap_or("0"), nb.get(i).copied().unwrap_or("0"));
+        let ord = match (p.parse::<u64>(), q.parse::<u64>()) {
+            (Ok(m), Ok(n)) => m.cmp(&n),
+            _ => identifiers(p, q),
+        };
+        if ord != Equal {
             return ord;
         }
     }
-    std::cmp::Ordering::Equal
+    match (pre_a, pre_b) {
+        (None, None) => Equal,
+        (Some(_), None) => Less,
+        (None, Some(_)) => Greater,
+        (Some(x), Some(y)) => identifiers(x, y),
+    }
 }
 
 /// The producer types available to the factory, from the loaded plugins.
@@ -209,6 +239,16 @@ mod tests {
         assert!(err.contains("truncated ELF file"), "{err}");
         std::fs::write(&half, b"\x7fELF").unwrap();
         assert!(load_plugin(&half).is_err());
+        // A corrupt header whose program header entries are 0 bytes long, table at the file's
+        // end: refused, not a read past the end.
+        let mut corrupt = data[..4096].to_vec();
+        corrupt[0x20..0x28].copy_from_slice(&(4090u64).to_le_bytes());
+        corrupt[0x36..0x38].copy_from_slice(&0u16.to_le_bytes());
+        corrupt[0x38..0x3A].copy_from_slice(&3u16.to_le_bytes());
+        corrupt[0x3C..0x3E].copy_from_slice(&0u16.to_le_bytes());
+        std::fs::write(&half, &corrupt).unwrap();
+        let err = load_plugin(&half).unwrap_err().to_string();
+        assert!(err.contains("corrupt ELF file"), "{err}");
         let _ = std::fs::remove_file(&half);
     }
 
@@ -218,7 +258,13 @@ mod tests {
         assert_eq!(compare_versions("1.10.0", "1.9.3"), Greater);
         assert_eq!(compare_versions("1.0.0", "1.0.0"), Equal);
         assert_eq!(compare_versions("1.0", "1.0.1"), Less);
-        assert_eq!(compare_versions("2.0.0-rc1", "2.0.0"), Greater);
+        assert_eq!(compare_versions("1.0", "1.0.0"), Equal);
+        assert_eq!(compare_versions("2.0.0-rc1", "2.0.0"), Less, "a pre-release comes before its release");
+        assert_eq!(compare_versions("2.0.0-rc.2", "2.0.0-rc.10"), Less);
+        assert_eq!(compare_versions("2.0.0-alpha", "2.0.0-alpha.1"), Less);
+        assert_eq!(compare_versions("2.0.0-1", "2.0.0-alpha"), Less);
+        assert_eq!(compare_versions("2.0.0-rc1", "1.9.9"), Greater);
+        assert_eq!(compare_versions("1.2.3+build.5", "1.2.3"), Equal);
     }
 
     #[test]

@@ -535,7 +535,7 @@ pub fn parse_enumeration(text: &str, default_name: &str) -> Vec<EnumInfo> {
         let (info, next) = &mut out[idx];
         let value = explicit.unwrap_or(*next);
         info.values.push((value, python_name(value_name)));
-        *next = value + 1;
+        *next = value.saturating_add(1);
     }
     out.into_iter().map(|(e, _)| e).collect()
 }
