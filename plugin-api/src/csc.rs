@@ -43,8 +43,10 @@
 //! reference's `--periodic-data` / `--asynchronous-data`. With neither given: periodic = every
 //! telemetry topic of the catalog, asynchronous = every event except `heartbeat`, and the
 //! Heartbeat stream runs when the component has a `heartbeat` event. With either given, the
-//! reference's SAL remote only subscribes to the listed topics, so each set is exactly its list
-//! (an absent option gives an empty set); a name without a known prefix is dropped with a
+//! reference's SAL remote only subscribes to the listed topics (both lists), so a given option's
+//! set is exactly its list and an absent option's set is every topic of its kind among the
+//! listed ones (a `tel_` listed only as asynchronous is also periodic; an `evt_` listed only as
+//! periodic is also asynchronous); a name without a known prefix is dropped with a
 //! warning, a name the component lacks is skipped with a warning, and the Heartbeat stream runs
 //! only when `evt_heartbeat` is listed. `heartbeat` itself is never forwarded as an event
 //! (it feeds the Heartbeat stream). A periodic event is polled and sent with category `event`
@@ -445,6 +447,16 @@ impl CscCore {
                     } else {
                         core.topics[i].asynchronous = true;
                     }
+                }
+            }
+            // An absent option means every topic of its kind the remote has, and the remote
+            // has only the listed topics: telemetry listed only as asynchronous is also
+            // periodic, events listed only as periodic are also asynchronous.
+            for t in &mut core.topics {
+                match t.kind {
+                    Kind::Telemetry if cfg.periodic_data.is_none() => t.periodic = true,
+                    Kind::Event if cfg.asynchronous_data.is_none() => t.asynchronous = true,
+                    _ => {}
                 }
             }
             core.heartbeat_monitor = heartbeat;
@@ -1157,6 +1169,20 @@ mod tests {
         let warnings =
             out.into_vec().iter().filter(|a| matches!(Action::decode(a), Action::Log { level: 30, .. })).count();
         assert_eq!(warnings, 2);
+    }
+
+    #[test]
+    fn an_absent_filter_option_means_every_listed_topic_of_its_kind() {
+        let mut cfg = config();
+        cfg.asynchronous_data = Some(vec!["tel_position".into(), "evt_summaryState".into()]);
+        let sets = CscCore::new(&cfg).unwrap().topic_sets();
+        assert_eq!(sets.periodic, vec!["tel_position"], "the remote's telemetry: only the listed");
+        assert_eq!(sets.asynchronous, vec!["tel_position", "evt_summaryState"]);
+        let mut cfg = config();
+        cfg.periodic_data = Some(vec!["evt_mainDoorState".into(), "tel_position".into()]);
+        let sets = CscCore::new(&cfg).unwrap().topic_sets();
+        assert_eq!(sets.periodic, vec!["evt_mainDoorState", "tel_position"]);
+        assert_eq!(sets.asynchronous, vec!["evt_mainDoorState"]);
     }
 
     #[test]

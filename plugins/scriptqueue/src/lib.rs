@@ -38,7 +38,7 @@
 //! - **Quirk 11 fixed**: a `Script`/`logMessage` request is answered with the buffered log
 //!   messages of the *requested* script (`salindex`), finished scripts included (their buffers
 //!   live as long as they are in the finished list); an index without a buffer gets nothing.
-//!   A request with salindex `"all"` gets the current script(s)' messages, as the reference
+//!   A request with salindex `"all"` or 0 gets the current script(s)' messages, as the reference
 //!   answered every request. The reference always answered with the current script's buffer.
 //! - **Quirk 13 fixed**: a `queue` event always updates the lists and sends stateStream then
 //!   scriptsStream. Every script in the new lists gets its object, heartbeat record and log
@@ -783,9 +783,11 @@ impl ScriptQueueProducer {
         request.csc == SCRIPT && self.core.request_key(&request.event_name).as_deref() == Some("evt_logMessage")
     }
 
-    /// Quirk 11 fixed: the requested script's buffer (`"all"`: the current scripts').
+    /// Quirk 11 fixed: the requested script's buffer (`"all"` or 0, salobj's "any index": the
+    /// current scripts', as the reference answers them).
     fn reply_script_logs(&self, request: &InitialStateRequest, out: &mut Actions) {
         let indices: Vec<i64> = match &request.salindex {
+            RequestIndex::Index(0) => self.state.queue.current.clone(),
             RequestIndex::Index(i) => vec![*i],
             RequestIndex::Other(serde_json::Value::String(s)) if s == "all" => self.state.queue.current.clone(),
             RequestIndex::Other(_) => Vec::new(),

@@ -81,6 +81,11 @@ fn quirk_11_fixed_reply_is_the_requested_scripts_buffer() {
         vec![(10, "current".into()), (10, "current 2".into())],
         "all: the current script"
     );
+    assert_eq!(
+        r(&mut p, json!(0)),
+        vec![(10, "current".into()), (10, "current 2".into())],
+        "0 (salobj's any index, the reference test's request): the current script"
+    );
     // A finished script's messages are stored but not sent live.
     assert!(sample(&mut p, &log_event(9, "late"), T0).is_empty());
     assert_eq!(r(&mut p, json!(9)).len(), 2);
