@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::component::ComponentName;
 use crate::deploy::{Deployer, FactoryInputs, ManagedProducer};
 use crate::factory::{assign, parse_overrides, Assignment, ProducerSource};
 use crate::manager::config::{LinkConfig, SinkKind};
-use crate::plugin::{loader::host_api_version, scan_dir, PluginRegistry};
+use crate::plugin::{loader::host_api_version, scan_dir, scan_dir_private, PluginRegistry};
 use crate::runtime::{spawn_producer, CreateFn, ProducerSpec, RuntimeContext, RuntimeSettings};
 use crate::sal::catalog::TopicCatalog;
 use crate::sal::SalSource;
@@ -94,7 +94,10 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     }
     let registry = match &args.plugin_dir {
         Some(dir) => {
-            let report = scan_dir(dir)?;
+            let copies = plugin_copies_dir(args);
+            crate::deploy::prepare_copies_dir(&copies)
+                .with_context(|| format!("preparing the private plugin copy directory {}", copies.display()))?;
+            let report = scan_dir_private(dir, &copies)?;
             if report.loaded.is_empty() && report.refused.is_empty() {
                 warn!(
                     "plugin directory {} holds no plugins (*.so); only the built-in base producer is available",
@@ -411,6 +414,9 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
     if let Some(r) = &recorder {
         r.finish();
     }
+    if args.plugin_dir.is_some() {
+        crate::deploy::remove_private_copies(&plugin_copies_dir(&args));
+    }
     if let Some(e) = failure {
         return Err(e);
     }
@@ -433,6 +439,14 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
 /// Watch the plugin directory (and SIGHUP) and apply deployments until shutdown. The task
 /// owns the running producers and hands them back when it ends.
 type DeployTask = (tokio::task::JoinHandle<Vec<ManagedProducer>>, Arc<crate::deploy::DeployStats>);
+
+/// Where the plugins' private copies go (`--plugin-copies-dir`, else a directory of this
+/// process under the temporary directory).
+fn plugin_copies_dir(args: &RunArgs) -> PathBuf {
+    args.plugin_copies_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("love-host-{}-plugins", std::process::id())))
+}
 
 /// Whether a watcher event can mean a deployment. Opens and reads are not: the rescan itself
 /// opens the directory and its files (inotify reports `IN_OPEN` on the watched directory), and
@@ -463,10 +477,7 @@ fn start_deployment(
         });
         return Ok((task, stats));
     };
-    let copies = args
-        .plugin_copies_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("love-host-{}-plugins", std::process::id())));
+    let copies = plugin_copies_dir(args);
     let deployer = Deployer::new(&dir, &copies, args.allow_downgrade, plan.registry.plugins())
         .with_context(|| format!("preparing the private plugin copy directory {}", copies.display()))?;
     let stats = deployer.stats.clone();

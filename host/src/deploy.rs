@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::plugin::{compare_versions, is_plugin_file_name, load_plugin, LoadedPlugin};
+use crate::plugin::loader::load_plugin_copy;
+use crate::plugin::{compare_versions, is_plugin_file_name, LoadedPlugin};
 
 /// Identity of a file's current contents as far as deployment cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,27 @@ pub struct Deployer {
     pub stats: Arc<DeployStats>,
 }
 
+/// Create the private copy directory, readable by this user only.
+pub fn prepare_copies_dir(copies_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(copies_dir)?;
+    std::fs::set_permissions(copies_dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// At exit: remove this process's private copies (named `<pid>-…`), and the directory when
+/// nothing else is left in it. The libraries stay mapped until the process ends anyway.
+pub fn remove_private_copies(copies_dir: &Path) {
+    let prefix = format!("{}-", std::process::id());
+    if let Ok(entries) = std::fs::read_dir(copies_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(copies_dir);
+}
+
 impl Deployer {
     /// Start tracking `dir`, whose plugins were already loaded at start-up (`initial`, loaded
     /// from their deployed paths).
@@ -105,9 +127,7 @@ impl Deployer {
         allow_downgrade: bool,
         initial: &[Arc<LoadedPlugin>],
     ) -> std::io::Result<Self> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(copies_dir)?;
-        std::fs::set_permissions(copies_dir, std::fs::Permissions::from_mode(0o700))?;
+        prepare_copies_dir(copies_dir)?;
         let mut seen = HashMap::new();
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
@@ -187,19 +207,15 @@ impl Deployer {
         self.next_copy += 1;
         let file_name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let copy = self.copies_dir.join(format!("{}-{}-{}", std::process::id(), self.next_copy, file_name));
-        if let Err(e) = std::fs::copy(path, &copy) {
-            return refuse(self, format!("cannot copy to {}: {e}", copy.display()));
-        }
-        let loaded = match load_plugin(&copy) {
+        let loaded = match load_plugin_copy(path, &copy) {
             Ok(p) => p,
             Err(e) => {
-                let _ = std::fs::remove_file(&copy);
-                let reason = e.to_string().replacen(&copy.display().to_string(), "", 1);
+                let reason = e.to_string().replacen(&path.display().to_string(), "", 1);
                 return refuse(self, reason.trim_start_matches(": ").to_string());
             }
         };
         self.stats.library_copies.fetch_add(1, Ordering::Relaxed);
-        let new = Arc::new(loaded.with_path(path.to_path_buf()));
+        let new = Arc::new(loaded);
         let name = new.descriptor.name.clone();
         match self.active.get(&name) {
             None => {

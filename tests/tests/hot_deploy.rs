@@ -12,15 +12,19 @@ use serde_json::Value;
 const T: Duration = Duration::from_secs(60);
 
 /// ATDome `position` samples the manager received (forwarded on arrival with
-/// `--asynchronous-data tel_position`, as the reference does), as (private_seqNum, deployed
+/// `--asynchronous-data tel_position`, as the reference does; with no `--periodic-data` the
+/// topic is also periodic, so it goes out as a bare object, and the tests set a telemetry period
+/// longer than themselves so that only the forwards arrive), as (private_seqNum, deployed
 /// marker). Only the live forwards (category telemetry): the stored copy also goes out as an
 /// event in each connection's initial data, as in the reference.
+const FORWARDS_ONLY: [&str; 2] = ["--telemetry-period", "3600"];
+
 fn positions(mgr: &FakeManager) -> Vec<(i64, Option<String>)> {
     mgr.json_frames()
         .into_iter()
         .filter(|(_, m)| m["category"] == "telemetry" && m["data"][0]["csc"] == "ATDome")
         .filter_map(|(_, m)| {
-            let hb = &m["data"][0]["data"]["position"][0];
+            let hb = &m["data"][0]["data"]["position"];
             let seq = hb["private_seqNum"]["value"].as_i64()?;
             Some((seq, m["deployed"].as_str().map(str::to_string)))
         })
@@ -46,6 +50,8 @@ async fn upgrading_csc_during_a_steady_stream_loses_nothing_and_keeps_the_stored
             "10",
             "--sim-seed",
             "3",
+            FORWARDS_ONLY[0],
+            FORWARDS_ONLY[1],
         ],
     );
     wait_manager(&mgr, &host, "20 position samples from csc 1.0.0", |m| positions(m).len() >= 20).await;
@@ -89,7 +95,16 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
         &mgr,
         &dir,
         "pw",
-        &["--components", "ATDome", "--asynchronous-data", "tel_position", "--sim-rate", "10"],
+        &[
+            "--components",
+            "ATDome",
+            "--asynchronous-data",
+            "tel_position",
+            "--sim-rate",
+            "10",
+            FORWARDS_ONLY[0],
+            FORWARDS_ONLY[1],
+        ],
     );
     let admin = admin_addr(&host);
     wait_manager(&mgr, &host, "samples", |m| positions(m).len() >= 5).await;
@@ -119,6 +134,16 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
         .find(|l| l.starts_with("love_host_deploy_attempts_total") && l.contains("\"refused\""))
         .unwrap();
     assert!(refused.ends_with(" 1"), "{refused}");
+
+    // The start-up plugin overwritten in place, not renamed, and left half-written: the host
+    // maps a private copy, so it keeps serving (mapping the deployed file, it would fault), and
+    // the half file is refused.
+    let deployed = dir.join(plugin_so("csc").file_name().unwrap());
+    let bytes = std::fs::read(&deployed).unwrap();
+    std::fs::write(&deployed, &bytes[..bytes.len() / 2]).unwrap();
+    host.wait_log(T, "truncated ELF file");
+    let before = positions(&mgr).len();
+    wait_manager(&mgr, &host, "samples after the overwrite", |m| positions(m).len() >= before + 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

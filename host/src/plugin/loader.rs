@@ -97,6 +97,26 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// The same error reported about `file` (a private copy's error reported as the deployed
+    /// file it came from), with the copy's path taken out of the reason.
+    pub fn reported_as(self, file: &Path) -> LoadError {
+        let scrub =
+            |copy: &Path, reason: String| reason.replace(&copy.display().to_string(), &file.display().to_string());
+        let path = file.to_path_buf();
+        match self {
+            LoadError::NotALibrary { path: copy, reason } => {
+                LoadError::NotALibrary { reason: scrub(&copy, reason), path }
+            }
+            LoadError::NotAPlugin { path: copy, reason } => {
+                LoadError::NotAPlugin { reason: scrub(&copy, reason), path }
+            }
+            LoadError::Incompatible { path: copy, host_api, reason } => {
+                LoadError::Incompatible { reason: scrub(&copy, reason), host_api, path }
+            }
+            LoadError::Failed { path: copy, reason } => LoadError::Failed { reason: scrub(&copy, reason), path },
+        }
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {
@@ -150,6 +170,26 @@ pub fn check_elf_complete(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Load `file` from a private copy at `copy`, reported as `file`. The dynamic loader maps the
+/// file it opens: a deployed file overwritten in place (rather than replaced by a rename) would
+/// fault the running host, and a path or inode the loader has seen returns the old library.
+pub fn load_plugin_copy(file: &Path, copy: &Path) -> Result<LoadedPlugin, LoadError> {
+    if let Err(e) = std::fs::copy(file, copy) {
+        let _ = std::fs::remove_file(copy);
+        return Err(LoadError::NotALibrary {
+            path: file.to_path_buf(),
+            reason: format!("cannot make its private copy {}: {e}", copy.display()),
+        });
+    }
+    match load_plugin(copy) {
+        Ok(p) => Ok(p.with_path(file.to_path_buf())),
+        Err(e) => {
+            let _ = std::fs::remove_file(copy);
+            Err(e.reported_as(file))
+        }
+    }
 }
 
 /// Load one plugin file.

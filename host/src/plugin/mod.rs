@@ -64,6 +64,23 @@ pub fn check_plugin_dir(dir: &Path) -> Result<(), PluginDirError> {
 
 /// Load every `*.so` in `dir` (sorted by name). Files that fail are reported, not fatal.
 pub fn scan_dir(dir: &Path) -> Result<ScanReport, PluginDirError> {
+    scan_dir_with(dir, |file, _| load_plugin(file))
+}
+
+/// [`scan_dir`] for a host that keeps running: each file is loaded from a private copy in
+/// `copies_dir` (see [`loader::load_plugin_copy`]), named after the process and `file`.
+pub fn scan_dir_private(dir: &Path, copies_dir: &Path) -> Result<ScanReport, PluginDirError> {
+    scan_dir_with(dir, |file, n| {
+        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let copy = copies_dir.join(format!("{}-start-{n}-{name}", std::process::id()));
+        loader::load_plugin_copy(file, &copy)
+    })
+}
+
+fn scan_dir_with(
+    dir: &Path,
+    load: impl Fn(&Path, usize) -> Result<LoadedPlugin, LoadError>,
+) -> Result<ScanReport, PluginDirError> {
     check_plugin_dir(dir)?;
     let entries = std::fs::read_dir(dir)
         .map_err(|e| PluginDirError::Unreadable { path: dir.to_path_buf(), reason: e.to_string() })?;
@@ -71,8 +88,8 @@ pub fn scan_dir(dir: &Path) -> Result<ScanReport, PluginDirError> {
         entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file_name(p) && p.is_file()).collect();
     files.sort();
     let mut report = ScanReport::default();
-    for file in files {
-        match load_plugin(&file) {
+    for (n, file) in files.iter().enumerate() {
+        match load(file, n) {
             Ok(p) => report.loaded.push(Arc::new(p)),
             Err(e) => report.refused.push(e),
         }
