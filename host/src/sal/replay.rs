@@ -4,6 +4,7 @@
 //! `{"t": <seconds since the recording started>, "sample": {...}}`, where the sample keeps its
 //! typed values (`{"Float": 0.5}`, `{"IntArray": [1, 2]}`…) and field order, so a replay hands
 //! producers exactly the samples they saw: the same topics, fields, values and private stamps.
+//! Floats that JSON cannot hold are written as the strings "NaN", "Infinity" and "-Infinity".
 //! Only `received` and `seq` are new on replay (they describe this run).
 //!
 //! [`ReplaySource`] reads the whole file when opened (a bad line is reported with its number:
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use love_plugin_api::abi::{Field, InputMsg, PrivateStamps, Sample, TopicKind, Value};
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{mpsc, watch};
 
 use super::bus::Bus;
@@ -51,16 +52,67 @@ pub enum ReplayError {
     },
 }
 
+/// Largest time in seconds accepted from a recording or used for a wait (about 31 years): far
+/// longer than any recording, and far below where `Duration` and `Instant` arithmetic panics.
+const MAX_SECONDS: f64 = 1e9;
+
+/// A float as recorded. JSON has no NaN or infinities (serde_json writes them as `null`, which
+/// then fails to decode) but real SAL data holds them, so they are written as the strings "NaN",
+/// "Infinity" and "-Infinity"; finite values stay JSON numbers, as in older recordings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RecFloat(f64);
+
+impl Serialize for RecFloat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            f if f.is_finite() => s.serialize_f64(f),
+            f if f.is_nan() => s.serialize_str("NaN"),
+            f if f > 0.0 => s.serialize_str("Infinity"),
+            _ => s.serialize_str("-Infinity"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RecFloat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = RecFloat;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, \"NaN\", \"Infinity\" or \"-Infinity\"")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RecFloat, E> {
+                Ok(RecFloat(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RecFloat, E> {
+                Ok(RecFloat(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RecFloat, E> {
+                Ok(RecFloat(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RecFloat, E> {
+                match v {
+                    "NaN" => Ok(RecFloat(f64::NAN)),
+                    "Infinity" => Ok(RecFloat(f64::INFINITY)),
+                    "-Infinity" => Ok(RecFloat(f64::NEG_INFINITY)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// A typed value as recorded (externally tagged, so the type survives the round trip).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum RecValue {
     Bool(bool),
     Int(i64),
-    Float(f64),
+    Float(RecFloat),
     Str(String),
     BoolArray(Vec<bool>),
     IntArray(Vec<i64>),
-    FloatArray(Vec<f64>),
+    FloatArray(Vec<RecFloat>),
     Json(String),
 }
 
@@ -69,11 +121,11 @@ impl From<&Value> for RecValue {
         match v {
             Value::Bool(b) => RecValue::Bool(*b),
             Value::Int(i) => RecValue::Int(*i),
-            Value::Float(f) => RecValue::Float(*f),
+            Value::Float(f) => RecValue::Float(RecFloat(*f)),
             Value::Str(s) => RecValue::Str(s.to_string()),
             Value::BoolArray(a) => RecValue::BoolArray(a.to_vec()),
             Value::IntArray(a) => RecValue::IntArray(a.to_vec()),
-            Value::FloatArray(a) => RecValue::FloatArray(a.to_vec()),
+            Value::FloatArray(a) => RecValue::FloatArray(a.iter().copied().map(RecFloat).collect()),
             Value::Json(s) => RecValue::Json(s.to_string()),
         }
     }
@@ -84,11 +136,11 @@ impl From<RecValue> for Value {
         match v {
             RecValue::Bool(b) => Value::Bool(b),
             RecValue::Int(i) => Value::Int(i),
-            RecValue::Float(f) => Value::Float(f),
+            RecValue::Float(f) => Value::Float(f.0),
             RecValue::Str(s) => Value::Str(s.into()),
             RecValue::BoolArray(a) => Value::BoolArray(a.into()),
             RecValue::IntArray(a) => Value::IntArray(a.into()),
-            RecValue::FloatArray(a) => Value::FloatArray(a.into()),
+            RecValue::FloatArray(a) => Value::FloatArray(a.into_iter().map(|f| f.0).collect::<Vec<_>>().into()),
             RecValue::Json(s) => Value::Json(s.into()),
         }
     }
@@ -96,10 +148,10 @@ impl From<RecValue> for Value {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RecStamps {
-    snd_stamp: f64,
-    rcv_stamp: f64,
-    efd_stamp: f64,
-    kafka_stamp: f64,
+    snd_stamp: RecFloat,
+    rcv_stamp: RecFloat,
+    efd_stamp: RecFloat,
+    kafka_stamp: RecFloat,
     seq_num: i64,
     rev_code: String,
     identity: String,
@@ -163,10 +215,10 @@ pub fn encode_line(t: f64, s: &Sample) -> String {
             topic: s.topic.to_string(),
             kind: kind_name(s.kind),
             stamps: RecStamps {
-                snd_stamp: s.stamps.snd_stamp,
-                rcv_stamp: s.stamps.rcv_stamp,
-                efd_stamp: s.stamps.efd_stamp,
-                kafka_stamp: s.stamps.kafka_stamp,
+                snd_stamp: RecFloat(s.stamps.snd_stamp),
+                rcv_stamp: RecFloat(s.stamps.rcv_stamp),
+                efd_stamp: RecFloat(s.stamps.efd_stamp),
+                kafka_stamp: RecFloat(s.stamps.kafka_stamp),
                 seq_num: s.stamps.seq_num,
                 rev_code: s.stamps.rev_code.to_string(),
                 identity: s.stamps.identity.to_string(),
@@ -178,7 +230,8 @@ pub fn encode_line(t: f64, s: &Sample) -> String {
     serde_json::to_string(&line).expect("a recorded sample serializes")
 }
 
-/// Parse one recording line into (t, sample); `received` and `seq` are left 0.
+/// Parse one recording line into (t, sample); `received` and `seq` are left 0. `t` must be within
+/// ±[`MAX_SECONDS`], so that playback can schedule it.
 pub fn decode_line(text: &str) -> Result<(f64, Sample), String> {
     let line: RecLine = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let r = line.sample;
@@ -187,8 +240,8 @@ pub fn decode_line(text: &str) -> Result<(f64, Sample), String> {
         let v: RecValue = serde_json::from_value(v).map_err(|e| format!("field {name}: {e}"))?;
         fields.push(Field { name: name.into(), value: v.into() });
     }
-    if !line.t.is_finite() {
-        return Err("t is not a number".into());
+    if !line.t.is_finite() || line.t.abs() > MAX_SECONDS {
+        return Err(format!("t: {} is out of range (at most {MAX_SECONDS:e} seconds)", line.t));
     }
     Ok((
         line.t,
@@ -198,10 +251,10 @@ pub fn decode_line(text: &str) -> Result<(f64, Sample), String> {
             topic: r.topic.into(),
             kind: kind_of(&r.kind)?,
             stamps: PrivateStamps {
-                snd_stamp: r.stamps.snd_stamp,
-                rcv_stamp: r.stamps.rcv_stamp,
-                efd_stamp: r.stamps.efd_stamp,
-                kafka_stamp: r.stamps.kafka_stamp,
+                snd_stamp: r.stamps.snd_stamp.0,
+                rcv_stamp: r.stamps.rcv_stamp.0,
+                efd_stamp: r.stamps.efd_stamp.0,
+                kafka_stamp: r.stamps.kafka_stamp.0,
                 seq_num: r.stamps.seq_num,
                 rev_code: r.stamps.rev_code.into(),
                 identity: r.stamps.identity.into(),
@@ -428,12 +481,14 @@ impl ReplaySource {
         let file = std::fs::File::open(path).map_err(io)?;
         let mut records = Vec::new();
         let mut skipped = Vec::new();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match decode_line(&line) {
+        // Lines are read as bytes so that one that is not UTF-8 is a bad line like any other.
+        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let decoded = match String::from_utf8(line.map_err(io)?) {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => decode_line(&text),
+                Err(e) => Err(format!("not UTF-8: {}", e.utf8_error())),
+            };
+            match decoded {
                 Ok(r) => records.push(r),
                 Err(message) => {
                     let err = ReplayError::BadLine { path: path.to_path_buf(), line: i + 1, message };
@@ -492,17 +547,22 @@ impl ReplaySource {
     }
 }
 
+/// `secs` (from the file or the options) as a wait, clamped to 0..=[`MAX_SECONDS`] (NaN is 0):
+/// `Duration::from_secs_f64` panics on negative or huge values, and a panic would silently end
+/// the playback task.
+fn wait(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.clamp(0.0, MAX_SECONDS)).unwrap_or_default()
+}
+
 async fn play(inner: &ReplayInner, records: Vec<(f64, Sample)>) {
-    let delay = if inner.opts.start_delay.is_finite() { inner.opts.start_delay.max(0.0) } else { 0.0 };
-    tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+    tokio::time::sleep(wait(inner.opts.start_delay)).await;
     let begin = tokio::time::Instant::now();
     let t0 = records.first().map(|r| r.0).unwrap_or(0.0);
     let speed = inner.opts.speed;
     let n = records.len();
     for (t, mut sample) in records {
         if speed > 0.0 && speed.is_finite() {
-            let at = ((t - t0) / speed).max(0.0);
-            tokio::time::sleep_until(begin + Duration::from_secs_f64(at)).await;
+            tokio::time::sleep_until(begin + wait((t - t0) / speed)).await;
         }
         sample.received = unix_now();
         sample.seq = next_seq();
@@ -606,6 +666,105 @@ mod tests {
         assert!(err.to_string().contains("bad.jsonl:3:"), "{err}");
         let err = ReplaySource::open(&tmp("missing.jsonl"), ReplayOptions::default(), l).unwrap_err();
         assert!(err.to_string().contains("missing.jsonl"));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn non_finite_floats_round_trip() {
+        let s = Sample {
+            component: "Test".into(),
+            topic: "floats".into(),
+            kind: TopicKind::TELEMETRY,
+            stamps: PrivateStamps {
+                snd_stamp: f64::NAN,
+                rcv_stamp: f64::INFINITY,
+                efd_stamp: f64::NEG_INFINITY,
+                kafka_stamp: 1.5,
+                ..Default::default()
+            },
+            fields: vec![
+                Field { name: "nan".into(), value: Value::Float(f64::NAN) },
+                Field { name: "inf".into(), value: Value::Float(f64::INFINITY) },
+                Field { name: "half".into(), value: Value::Float(0.5) },
+                Field {
+                    name: "fa".into(),
+                    value: Value::FloatArray(vec![f64::NAN, f64::NEG_INFINITY, 2.0, f64::INFINITY].into()),
+                },
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let line = encode_line(0.0, &s);
+        assert!(!line.contains("null"), "{line}");
+        // finite values stay plain JSON numbers, as in older recordings
+        assert!(line.contains(r#""half":{"Float":0.5}"#), "{line}");
+        let (_, back) = decode_line(&line).unwrap();
+        assert!(back.stamps.snd_stamp.is_nan());
+        assert_eq!((back.stamps.rcv_stamp, back.stamps.efd_stamp), (f64::INFINITY, f64::NEG_INFINITY));
+        let Value::FloatArray(fa) = &back.fields[3].value else { panic!("{back:?}") };
+        assert!(fa[0].is_nan());
+        assert_eq!(&fa[1..], &[f64::NEG_INFINITY, 2.0, f64::INFINITY]);
+        // NaN != NaN, so compare the rest through Debug, which writes a float as "NaN" exactly
+        // when it is_nan and otherwise round-trips it
+        assert_eq!(format!("{back:?}"), format!("{:?}", essence(&s)));
+        let bad = line.replacen("\"NaN\"", "\"nan\"", 1);
+        assert!(decode_line(&bad).unwrap_err().contains("nan"), "{bad}");
+    }
+
+    #[test]
+    fn non_utf8_line_is_a_numbered_bad_line() {
+        let path = tmp("utf8.jsonl");
+        let good = encode_line(0.0, &Sample { component: "ATDome".into(), topic: "x".into(), ..Default::default() });
+        let mut bytes = format!("{good}\n").into_bytes();
+        bytes.extend_from_slice(b"{\"t\": \xff\xfe}\n");
+        bytes.extend_from_slice(format!("{good}\n").as_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let (_t, l) = shutdown::channel();
+        let r = ReplaySource::open(&path, ReplayOptions::default(), l.clone()).unwrap();
+        assert_eq!(r.pending(), 2);
+        assert_eq!(r.skipped().len(), 1);
+        let msg = r.skipped()[0].to_string();
+        assert!(msg.contains("utf8.jsonl:2: not UTF-8"), "{msg}");
+        let err = ReplaySource::open(&path, ReplayOptions { strict: true, ..Default::default() }, l).unwrap_err();
+        assert!(err.to_string().contains("utf8.jsonl:2:"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn huge_t_is_a_bad_line() {
+        let line = encode_line(1e20, &Sample::default());
+        let err = decode_line(&line).unwrap_err();
+        assert!(err.starts_with("t: "), "{err}");
+        assert!(decode_line(&encode_line(-1e20, &Sample::default())).is_err());
+        assert!(decode_line(&encode_line(MAX_SECONDS, &Sample::default())).is_ok());
+    }
+
+    #[test]
+    fn waits_never_panic() {
+        assert_eq!(wait(1.5), Duration::from_millis(1500));
+        assert_eq!(wait(-1.0), Duration::ZERO);
+        assert_eq!(wait(f64::NAN), Duration::ZERO);
+        assert_eq!(wait(1e20), Duration::from_secs_f64(MAX_SECONDS));
+        assert_eq!(wait(f64::INFINITY), Duration::from_secs_f64(MAX_SECONDS));
+    }
+
+    /// Extreme options and times (a delay or a sample offset too large for a `Duration`) delay
+    /// playback instead of killing it.
+    #[tokio::test(start_paused = true)]
+    async fn extreme_waits_still_play_everything() {
+        let path = tmp("extreme.jsonl");
+        let s = Sample { component: "ATDome".into(), topic: "x".into(), ..Default::default() };
+        let lines = [-MAX_SECONDS, MAX_SECONDS].map(|t| encode_line(t, &s)).join("\n");
+        std::fs::write(&path, lines).unwrap();
+        let (_t, l) = shutdown::channel();
+        let opts = ReplayOptions { speed: 1e-300, strict: true, start_delay: 1e20 };
+        let replay = ReplaySource::open(&path, opts, l).unwrap();
+        let (tx, mut rx) = mpsc::channel(10);
+        replay.subscribe("ATDome", 0, tx).unwrap();
+        tokio::time::timeout(Duration::from_secs(10 * MAX_SECONDS as u64), replay.finished())
+            .await
+            .expect("the replay finishes");
+        assert!(rx.recv().await.is_some() && rx.recv().await.is_some());
         let _ = std::fs::remove_file(&path);
     }
 
