@@ -514,3 +514,124 @@ async fn command_to_a_component_nobody_answers_times_out() {
     assert_eq!(a.code, ack::TIMEOUT, "{a:?}");
     assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
 }
+
+/// A TCP gate in front of the schema registry: while closed, connections are accepted and
+/// closed at once (the registry is unreachable); while open, they are forwarded.
+struct Gate {
+    addr: std::net::SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Gate {
+    /// A closed gate to the registry at `url` (`http://127.0.0.1:PORT`).
+    async fn start(url: &str) -> Gate {
+        let target = url.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let o = open.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if !o.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Gate { addr, open, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_wait_for_an_unreachable_registry_instead_of_being_skipped() {
+    let s = setup().await;
+    let csc = s.writer("Test").await;
+    let level = |v: i64| kafka::fields(&[f("level", Value::Int(v))]);
+    csc.write("Test", 1, TopicKind::EVENT, "logLevel", &level(10)).await.unwrap();
+
+    let gate = Gate::start(&s.registry.url()).await;
+    let mut config = s.config.clone();
+    config.schema_registry_url = gate.url();
+    let src = KafkaSource::start(config, s.catalog.clone(), s.trigger.subscribe()).await.expect("source");
+    let (tx, mut rx) = mpsc::channel(1000);
+    src.subscribe("Test", 0, tx).unwrap();
+    assert!(
+        kafka_wait(|| src.reading("Test").iter().any(|t| t.ends_with(".logevent_logLevel")), Duration::from_secs(10))
+            .await
+    );
+    csc.write("Test", 1, TopicKind::EVENT, "logLevel", &level(20)).await.unwrap();
+    let mut got = Vec::new();
+    collect(&mut rx, &mut got, Duration::from_secs(2), |_| false).await;
+    assert!(topics(&got, "logLevel").is_empty(), "{got:?}");
+    assert_eq!(src.stats().skipped, 0, "{:?}", src.stats());
+
+    // The registry is back: the records that waited are read, none was lost.
+    gate.set_open(true);
+    assert!(collect(&mut rx, &mut got, Duration::from_secs(20), |g| topics(g, "logLevel").len() >= 2).await, "{got:?}");
+    let levels: Vec<(i64, Value)> =
+        topics(&got, "logLevel").iter().map(|m| (m.sample.sal_index, field(m, "level").clone())).collect();
+    assert_eq!(levels, vec![(1, Value::Int(10)), (1, Value::Int(20))]);
+    assert_eq!(src.stats().skipped, 0, "{:?}", src.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn script_events_from_before_the_start_are_not_replayed_to_all_indices() {
+    let s = setup().await;
+    let script = s.writer("Script:100001").await;
+    script.write("Script", 100001, TopicKind::EVENT, "heartbeat", &[]).await.unwrap();
+    script
+        .write("Script", 100001, TopicKind::EVENT, "logLevel", &kafka::fields(&[f("level", Value::Int(20))]))
+        .await
+        .unwrap();
+
+    let src = s.source().await;
+    let (atx, mut arx) = mpsc::channel(1000);
+    src.subscribe("Script", 0, atx).unwrap();
+    let (otx, mut orx) = mpsc::channel(1000);
+    src.subscribe("Script", 100001, otx).unwrap();
+    // A subscription to one index still gets its history.
+    let mut one = Vec::new();
+    assert!(
+        collect(&mut orx, &mut one, Duration::from_secs(15), |g| topics(g, "heartbeat").len() == 1
+            && topics(g, "logLevel").len() == 1)
+        .await,
+        "{one:?}"
+    );
+
+    script.write("Script", 100001, TopicKind::EVENT, "heartbeat", &[]).await.unwrap();
+    assert!(collect(&mut orx, &mut one, Duration::from_secs(10), |g| topics(g, "heartbeat").len() == 2).await);
+    let mut all = Vec::new();
+    assert!(collect(&mut arx, &mut all, Duration::from_secs(10), |g| !topics(g, "heartbeat").is_empty()).await);
+    collect(&mut arx, &mut all, Duration::from_millis(500), |_| false).await;
+    assert_eq!(all.len(), 1, "only the live heartbeat: {all:?}");
+    assert_eq!(all[0].sample.seq, topics(&one, "heartbeat")[1].sample.seq);
+
+    // A later subscriber to every index gets none of the kept events either.
+    let (ltx, mut lrx) = mpsc::channel(1000);
+    src.subscribe("Script", 0, ltx).unwrap();
+    let mut late = Vec::new();
+    collect(&mut lrx, &mut late, Duration::from_millis(500), |_| false).await;
+    assert!(late.is_empty(), "{late:?}");
+}

@@ -188,11 +188,23 @@ impl DecodePlan {
     }
 
     /// Decode an Avro body (the bytes after the 5-byte Confluent header).
+    ///
+    /// Never panics: a panic inside a decoder (a bug here, or in apache-avro on a hostile
+    /// value) becomes a [`DecodeError`], so one bad record cannot stop a topic's reader.
     pub fn decode(&self, body: &[u8]) -> Result<Decoded, DecodeError> {
-        match &self.fast {
+        let run = || match &self.fast {
             Some(plan) => decode_fast(plan, body),
             None => self.decode_generic(body),
-        }
+        };
+        // Nothing is shared or left half-updated: `self` is only read, the output is dropped.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|p| {
+            let why = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            Err(DecodeError(format!("decoder panicked: {why}")))
+        })
     }
 
     fn decode_generic(&self, body: &[u8]) -> Result<Decoded, DecodeError> {
@@ -306,7 +318,9 @@ fn read_vec<T>(
             return Ok(v);
         }
         if count < 0 {
-            count = -count;
+            // A negative count is followed by the block's size in bytes. i64::MIN has no
+            // positive counterpart: a corrupt value, not a panic.
+            count = count.checked_neg().ok_or_else(|| DecodeError("array block count out of range".into()))?;
             let _size = read_long(buf, pos)?;
         }
         // Every item takes at least one byte: a larger count is a corrupt value.
@@ -726,6 +740,23 @@ mod tests {
         assert_eq!(d.stamps.snd_stamp, 4.0);
         assert_eq!(d.fields[0].value, Value::Str("yes".into()));
         assert_eq!(d.fields[1].value, Value::Json(r#"["a"]"#.into()));
+    }
+
+    #[test]
+    fn array_block_count_of_i64_min_is_an_error() {
+        let fi = info(&[("ia", "long long", 3)]);
+        let plan = DecodePlan::from_schema_text(&topic_schema("Test", "logevent_x", false, &fi).to_string()).unwrap();
+        assert!(plan.is_fast());
+        let stamps = PrivateStamps::default();
+        let ok = encode(plan.schema(), 0, &stamps, &[]).unwrap();
+        // The array is the last field: replace its encoding (a block of 3 zeros, then the end)
+        // with a block count of i64::MIN (zigzag: u64::MAX, ten varint bytes), a size, the end.
+        let mut body = ok[..ok.len() - 5].to_vec();
+        body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00, 0x00]);
+        let mut pos = ok.len() - 5;
+        assert_eq!(read_long(&body, &mut pos), Ok(i64::MIN));
+        let e = plan.decode(&body).unwrap_err();
+        assert!(e.0.contains("count out of range"), "{e}");
     }
 
     #[test]

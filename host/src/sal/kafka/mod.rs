@@ -30,10 +30,20 @@
 //!   one telemetry sample per topic and salIndex per interval: the newest.
 //! - Out-of-order samples (a `private_sndStamp` older than the last delivered one of the same
 //!   topic and salIndex) are dropped, as salobj does.
-//! - Index 0 on an indexed component means every index.
+//! - Index 0 on an indexed component means every index. A subscription to every index of
+//!   `Script` gets no history (see [`wants_history`]).
+//! - What is kept per salIndex (the latest events, the last `private_sndStamp` of each topic) is
+//!   forgotten once the index has been silent for [`INDEX_TTL`], and at most [`MAX_INDICES`]
+//!   indices are kept per component: `Script` gets a new salIndex for every run.
+//! - Each subscriber has a bounded queue ([`SUB_QUEUE`]) in front of its [`SampleTx`]; for one
+//!   that does not keep up (a producer in restart backoff), telemetry is dropped first
+//!   ([`TELEMETRY_BACKLOG`]), events only when the queue is full (counted as `dropped_lagging`).
 //! - Bad data is never fatal: an unknown schema id, a value that does not decode, a value that
 //!   is not Confluent wire format are logged (with topic and offset, rate-limited per topic) and
-//!   skipped; a topic that does not exist yet is picked up when it appears.
+//!   skipped; a topic that does not exist yet is picked up when it appears. A record whose
+//!   schema cannot be fetched because the registry is unreachable is not skipped: the reader
+//!   stays on it and retries with a backoff ([`REGISTRY_RETRY_MAX`]). A reader task that panics
+//!   anyway is started again by the next topic discovery.
 //!
 //! # Commands
 //! [`SalSource::command`] writes `..command_<name>` as a salobj remote does (its own
@@ -63,7 +73,7 @@ use love_plugin_api::abi::{Field, InputKind, InputMsg, Sample, TopicKind, Value}
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use tokio::sync::{mpsc, Notify};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use config::{KafkaConfig, SaslSettings};
 pub use registry::RegistryClient;
@@ -168,6 +178,8 @@ pub struct KafkaStats {
     pub out_of_order: u64,
     /// Records skipped (bad header, unknown schema, undecodable).
     pub skipped: u64,
+    /// Samples not queued to a subscriber that is not keeping up (one per subscriber).
+    pub dropped_lagging: u64,
 }
 
 #[derive(Default)]
@@ -178,11 +190,91 @@ struct Counters {
     delivered: AtomicU64,
     out_of_order: AtomicU64,
     skipped: AtomicU64,
+    dropped_lagging: AtomicU64,
+}
+
+/// A salIndex silent this long (no sample on any topic of its component) is forgotten: its
+/// latest events (replayed to later subscribers) and the `private_sndStamp`s of the
+/// out-of-order check. `Script` gets a new salIndex for every run, so without this the
+/// per-index state of a long-running host grows without bound. A running CSC or script sends a
+/// heartbeat every second, so a live index is never forgotten (its out-of-order check stays
+/// exact); a sample of a forgotten index that arrives later is accepted as new. Non-indexed
+/// components (one index only) forget nothing.
+pub const INDEX_TTL: Duration = Duration::from_secs(3600);
+
+/// At most this many salIndex values are kept per component: when a new one would exceed it,
+/// the least recently seen is forgotten (a bound for indices coming faster than [`INDEX_TTL`]
+/// forgets them; a live index is only lost if this many others are more recent).
+pub const MAX_INDICES: usize = 1000;
+
+/// How often silent indices are looked for (on an accepted sample).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Each subscriber's queue in front of its [`SampleTx`] holds at most this many samples (on top
+/// of the late-joiner history queued when it subscribes). When it is full (the subscriber is not
+/// reading: a producer in restart backoff, say) further samples are dropped and counted.
+pub const SUB_QUEUE: usize = 8192;
+
+/// Telemetry is not queued to a subscriber that already has this many samples waiting: it would
+/// be stale when read, and the newest one comes again at the next telemetry interval. The rest
+/// of the queue stays free for events.
+pub const TELEMETRY_BACKLOG: usize = 1024;
+
+/// The longest wait between two attempts to fetch a schema while the registry is unreachable.
+pub const REGISTRY_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The first wait before fetching a schema again after the registry was unreachable.
+const REGISTRY_RETRY_MIN: Duration = Duration::from_millis(500);
+
+/// Components whose subscriptions to every index (index 0) get no history: neither the
+/// late-joiner read of the topic readers nor the latest events kept for later subscribers.
+///
+/// The ScriptQueue producer subscribes to `Script` at index 0 and must not see Script events
+/// from before it started (love-protocol: "Script events that happened before the producer
+/// started are not replayed"): an old `logMessage` would be shown as new, and an old `heartbeat`
+/// would reset the lost count of a script that died long ago. salobj's LOVE producer gets this
+/// by not asking its Script remote for history; the [`SalSource`] trait has no per-subscription
+/// history option, so the rule lives here.
+const NO_HISTORY_ALL_INDICES: &[&str] = &["Script"];
+
+/// Whether a subscription to `component`:`index` gets the history (salobj's late-joiner read).
+pub fn wants_history(component: &str, index: i64) -> bool {
+    !(index == 0 && NO_HISTORY_ALL_INDICES.contains(&component))
 }
 
 struct Sub {
     index: i64,
-    queue: mpsc::UnboundedSender<Arc<InputMsg>>,
+    /// Whether samples from the late-joiner read are delivered ([`wants_history`]).
+    history: bool,
+    queue: mpsc::Sender<Arc<InputMsg>>,
+    /// Whether samples are being dropped for it now (logged once per episode).
+    lagging: bool,
+}
+
+impl Sub {
+    /// Samples waiting in the queue, less the room made for the history when it subscribed (so
+    /// a long history does not count as lagging).
+    fn backlog(&self) -> usize {
+        let max = self.queue.max_capacity();
+        (max - self.queue.capacity()).saturating_sub(max.saturating_sub(SUB_QUEUE))
+    }
+}
+
+/// When and how a sample arrived.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    /// Unix time.
+    received: f64,
+    /// TAI, the sample's `private_rcvStamp`.
+    rcv_tai: f64,
+    /// Whether it comes from the late-joiner read (history), not live.
+    historical: bool,
+}
+
+impl Arrival {
+    fn now(historical: bool) -> Arrival {
+        Arrival { received: unix_now(), rcv_tai: current_tai(), historical }
+    }
 }
 
 /// The latest raw telemetry message of one (topic, salIndex), not decoded yet.
@@ -190,16 +282,143 @@ struct Pending {
     plan: Arc<DecodePlan>,
     value: Vec<u8>,
     offset: i64,
-    received: f64,
-    rcv_tai: f64,
+    at: Arrival,
+}
+
+/// What is kept of one salIndex of a component.
+struct IndexState {
+    /// When a sample of this index was last accepted (any topic).
+    seen: Instant,
+    /// The `private_sndStamp` of the last accepted sample, per topic (the out-of-order check).
+    last_snd: HashMap<String, f64>,
+    /// The latest event, per topic (for later subscribers).
+    latest_events: HashMap<String, Arc<InputMsg>>,
+}
+
+/// What [`CompState::route`] did with a sample.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Routed {
+    /// Queued to at least one subscriber.
+    delivered: bool,
+    /// Subscribers it was not queued to because they are not keeping up.
+    dropped: u64,
 }
 
 #[derive(Default)]
 struct CompState {
+    /// Whether the component is indexed (only then are silent indices forgotten).
+    indexed: bool,
     subs: Vec<Sub>,
-    latest_events: HashMap<(String, i64), Arc<InputMsg>>,
-    last_snd: HashMap<(String, i64), f64>,
+    indices: HashMap<i64, IndexState>,
     telemetry: HashMap<(String, i64), Pending>,
+    /// When silent indices were last looked for.
+    pruned: Option<Instant>,
+}
+
+impl CompState {
+    /// The out-of-order check of a sample of `topic`:`index` sent at `snd` and seen at `now`.
+    /// If it passes, `snd` becomes the topic's last stamp for the index and the index is marked
+    /// seen; false means the sample is older than the last one and must be dropped.
+    fn admit(&mut self, topic: &str, index: i64, snd: f64, now: Instant) -> bool {
+        self.prune(now);
+        if let Some(st) = self.indices.get_mut(&index) {
+            if st.last_snd.get(topic).is_some_and(|last| snd < *last) {
+                return false;
+            }
+            st.seen = st.seen.max(now);
+            st.last_snd.insert(topic.to_string(), snd);
+            return true;
+        }
+        if self.indices.len() >= MAX_INDICES {
+            if let Some(oldest) = self.indices.iter().min_by_key(|(_, s)| s.seen).map(|(i, _)| *i) {
+                debug!(sal_index = oldest, "kafka: too many indices; forgetting the least recently seen");
+                self.indices.remove(&oldest);
+            }
+        }
+        let st = IndexState {
+            seen: now,
+            last_snd: HashMap::from([(topic.to_string(), snd)]),
+            latest_events: HashMap::new(),
+        };
+        self.indices.insert(index, st);
+        true
+    }
+
+    /// Forget the indices silent for [`INDEX_TTL`] (at most once per [`PRUNE_EVERY`]).
+    fn prune(&mut self, now: Instant) {
+        if !self.indexed || self.pruned.is_some_and(|t| now.saturating_duration_since(t) < PRUNE_EVERY) {
+            return;
+        }
+        self.pruned = Some(now);
+        self.indices.retain(|_, s| now.saturating_duration_since(s.seen) < INDEX_TTL);
+    }
+
+    /// Keep `msg` as the latest event of its topic and index (after [`CompState::admit`]).
+    fn keep_event(&mut self, msg: &Arc<InputMsg>) {
+        if let Some(st) = self.indices.get_mut(&msg.sample.sal_index) {
+            st.latest_events.insert(msg.sample.topic.to_string(), msg.clone());
+        }
+    }
+
+    /// The latest events a new subscription to `index` gets first, oldest first.
+    fn history(&self, index: i64) -> Vec<Arc<InputMsg>> {
+        let mut v: Vec<Arc<InputMsg>> = self
+            .indices
+            .iter()
+            .filter(|(i, _)| index == 0 || **i == index)
+            .flat_map(|(_, s)| s.latest_events.values().cloned())
+            .collect();
+        v.sort_by_key(|m| m.sample.seq);
+        v
+    }
+
+    /// Queue `msg` to every matching subscriber (closed ones are removed). Telemetry is not
+    /// queued to a subscriber with [`TELEMETRY_BACKLOG`] samples waiting, nothing to one whose
+    /// queue is full.
+    fn route(&mut self, comp: &str, msg: &Arc<InputMsg>, historical: bool) -> Routed {
+        let idx = msg.sample.sal_index;
+        let telemetry = msg.sample.kind == TopicKind::TELEMETRY;
+        let mut out = Routed::default();
+        self.subs.retain_mut(|s| {
+            if (s.index != 0 && s.index != idx) || (historical && !s.history) {
+                return !s.queue.is_closed();
+            }
+            let sent = if telemetry && s.backlog() >= TELEMETRY_BACKLOG {
+                Err(mpsc::error::TrySendError::Full(()))
+            } else {
+                s.queue.try_send(msg.clone()).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                    mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+                })
+            };
+            match sent {
+                Ok(()) => {
+                    // Only once most of the backlog is gone, not at every event queued between
+                    // two dropped telemetry samples.
+                    if s.lagging && s.backlog() < TELEMETRY_BACKLOG / 2 {
+                        s.lagging = false;
+                        info!(component = comp, index = s.index, "kafka: subscriber keeping up again");
+                    }
+                    out.delivered = true;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    if !std::mem::replace(&mut s.lagging, true) {
+                        warn!(
+                            component = comp,
+                            index = s.index,
+                            backlog = s.backlog(),
+                            "kafka: subscriber not keeping up; dropping telemetry, and events when its queue is full"
+                        );
+                    }
+                    out.dropped += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => false,
+            }
+        });
+        out
+    }
 }
 
 struct AckMsg {
@@ -297,6 +516,7 @@ impl KafkaSource {
             delivered: c.delivered.load(Ordering::Relaxed),
             out_of_order: c.out_of_order.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
+            dropped_lagging: c.dropped_lagging.load(Ordering::Relaxed),
         }
     }
 
@@ -321,11 +541,12 @@ impl Inner {
         lock(&self.comps)
             .entry(name.to_string())
             .or_insert_with(|| {
+                let indexed = self.catalog.component(name).map(|c| c.indexed).unwrap_or(true);
                 Arc::new(Comp {
                     name: name.to_string(),
-                    history_indexed: self.catalog.component(name).map(|c| c.indexed).unwrap_or(true),
+                    history_indexed: indexed,
                     subscribed: AtomicBool::new(false),
-                    state: Mutex::new(CompState::default()),
+                    state: Mutex::new(CompState { indexed, ..Default::default() }),
                     started: Mutex::new(HashSet::new()),
                     acks: tokio::sync::OnceCell::new(),
                 })
@@ -333,17 +554,9 @@ impl Inner {
             .clone()
     }
 
-    fn make_msg(
-        &self,
-        comp: &str,
-        topic: &str,
-        kind: TopicKind,
-        d: Decoded,
-        received: f64,
-        rcv_tai: f64,
-    ) -> Arc<InputMsg> {
+    fn make_msg(&self, comp: &str, topic: &str, kind: TopicKind, d: Decoded, at: Arrival) -> Arc<InputMsg> {
         let mut stamps = d.stamps;
-        stamps.rcv_stamp = rcv_tai;
+        stamps.rcv_stamp = at.rcv_tai;
         Arc::new(InputMsg {
             kind: InputKind::SAMPLE,
             sample: Sample {
@@ -353,7 +566,7 @@ impl Inner {
                 kind,
                 stamps,
                 fields: d.fields,
-                received,
+                received: at.received,
                 seq: super::next_seq(),
             },
             ..Default::default()
@@ -361,34 +574,25 @@ impl Inner {
     }
 
     /// Order check, event cache and routing of one decoded sample.
-    fn accept(&self, comp: &Comp, topic: &str, kind: TopicKind, d: Decoded, received: f64, rcv_tai: f64) {
-        let key = (topic.to_string(), d.sal_index);
+    fn accept(&self, comp: &Comp, topic: &str, kind: TopicKind, d: Decoded, at: Arrival) {
         let snd = d.stamps.snd_stamp;
+        let sal_index = d.sal_index;
         let mut st = lock(&comp.state);
-        if let Some(last) = st.last_snd.get(&key) {
-            if snd < *last {
-                self.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
-                debug!(component = %comp.name, topic, sal_index = d.sal_index, snd, last, "kafka: out-of-order sample dropped");
-                return;
-            }
+        if !st.admit(topic, sal_index, snd, Instant::now()) {
+            self.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
+            debug!(component = %comp.name, topic, sal_index, snd, "kafka: out-of-order sample dropped");
+            return;
         }
-        st.last_snd.insert(key.clone(), snd);
-        let msg = self.make_msg(&comp.name, topic, kind, d, received, rcv_tai);
+        let msg = self.make_msg(&comp.name, topic, kind, d, at);
         if kind == TopicKind::EVENT {
-            st.latest_events.insert(key, msg.clone());
+            st.keep_event(&msg);
         }
-        let idx = msg.sample.sal_index;
-        let mut any = false;
-        st.subs.retain(|s| {
-            if s.index != 0 && s.index != idx {
-                return !s.queue.is_closed();
-            }
-            let ok = s.queue.send(msg.clone()).is_ok();
-            any |= ok;
-            ok
-        });
-        if any {
+        let routed = st.route(&comp.name, &msg, at.historical);
+        if routed.delivered {
             self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        if routed.dropped > 0 {
+            self.counters.dropped_lagging.fetch_add(routed.dropped, Ordering::Relaxed);
         }
     }
 
@@ -416,13 +620,30 @@ impl Warner {
     }
 
     fn warn(&mut self, topic: &str, offset: i64, what: &str) {
-        if self.last.map(|t| t.elapsed() < Duration::from_secs(10)).unwrap_or(false) {
-            self.suppressed += 1;
+        if self.limited() {
             return;
         }
         let suppressed = std::mem::take(&mut self.suppressed);
-        self.last = Some(Instant::now());
         warn!(topic, offset, suppressed, "kafka: record skipped: {what}");
+    }
+
+    /// A record that is not skipped but read again after `wait`.
+    fn retry(&mut self, topic: &str, offset: i64, what: &str, wait: Duration) {
+        if self.limited() {
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        warn!(topic, offset, suppressed, retry_in = ?wait, "kafka: record not read yet: {what}");
+    }
+
+    /// Whether this message is suppressed (counted); if not, the limit restarts now.
+    fn limited(&mut self) -> bool {
+        if self.last.map(|t| t.elapsed() < Duration::from_secs(10)).unwrap_or(false) {
+            self.suppressed += 1;
+            return true;
+        }
+        self.last = Some(Instant::now());
+        false
     }
 }
 
@@ -487,10 +708,26 @@ async fn discovery_loop(inner: Arc<Inner>) {
             let Some((kind, _)) = classify(sal) else { continue };
             if lock(&comp.started).insert(sal.to_string()) {
                 debug!(topic = %t.name, "kafka: reading");
-                inner.runtime.spawn(reader(inner.clone(), comp.clone(), sal.to_string(), kind));
+                spawn_reader(&inner, comp, sal, kind);
             }
         }
     }
+}
+
+/// Start the reader of `comp`'s `sal` topic, watched: if it panics (a bug: bad data is not
+/// supposed to panic), it is forgotten as started, so the next topic discovery starts it again.
+fn spawn_reader(inner: &Arc<Inner>, comp: &Arc<Comp>, sal: &str, kind: TopicKind) {
+    let task = inner.runtime.spawn(reader(inner.clone(), comp.clone(), sal.to_string(), kind));
+    let (comp, sal) = (comp.clone(), sal.to_string());
+    let full = inner.config.topic_name(&comp.name, &sal);
+    inner.runtime.spawn(async move {
+        if let Err(e) = task.await {
+            if e.is_panic() {
+                error!(topic = %full, "kafka: reader panicked; it is started again at the next topic discovery");
+                lock(&comp.started).remove(&sal);
+            }
+        }
+    });
 }
 
 /// A partition client for an existing topic, retrying until it can be had or the host stops.
@@ -560,6 +797,7 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
     let mut history: Option<HashMap<i64, HistoryEntry>> =
         (kind == TopicKind::EVENT && offset < history_end).then(HashMap::new);
     let max_bytes = inner.config.max_message_size.min(i32::MAX as usize) as i32;
+    let mut registry_wait = REGISTRY_RETRY_MIN;
     loop {
         let fetched = tokio::select! {
             _ = shutdown.wait() => return,
@@ -593,13 +831,13 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
             }
             continue;
         }
+        let mut unavailable = None;
         for r in records {
             if r.offset < offset {
                 continue;
             }
             offset = r.offset + 1;
-            let received = unix_now();
-            let rcv_tai = current_tai();
+            let at = Arrival::now(false);
             let Some(value) = r.record.value else {
                 inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
                 warner.warn(&full, r.offset, "record has no value");
@@ -607,7 +845,13 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
             };
             let plan = match resolve(&inner, &value).await {
                 Ok(p) => p,
-                Err(what) => {
+                Err(Unresolved::Unavailable(what)) => {
+                    // Not skipped: read this record again after a wait.
+                    offset = r.offset;
+                    unavailable = Some(what);
+                    break;
+                }
+                Err(Unresolved::Bad(what)) => {
                     inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
                     warner.warn(&full, r.offset, &what);
                     continue;
@@ -637,7 +881,7 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
                 match plan.decode(&value[5..]) {
                     Ok(d) => {
                         inner.counters.events_decoded.fetch_add(1, Ordering::Relaxed);
-                        inner.accept(&comp, &topic, kind, d, received, rcv_tai);
+                        inner.accept(&comp, &topic, kind, d, at);
                     }
                     Err(e) => {
                         inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -650,7 +894,7 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
                     Ok(idx) => {
                         lock(&comp.state)
                             .telemetry
-                            .insert((topic.clone(), idx), Pending { plan, value, offset: r.offset, received, rcv_tai });
+                            .insert((topic.clone(), idx), Pending { plan, value, offset: r.offset, at });
                     }
                     Err(e) => {
                         inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -659,16 +903,48 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
                 }
             }
         }
+        match unavailable {
+            Some(what) => {
+                warner.retry(&full, offset, &what, registry_wait);
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(registry_wait) => {}
+                }
+                registry_wait = next_registry_wait(registry_wait);
+            }
+            None => registry_wait = REGISTRY_RETRY_MIN,
+        }
     }
 }
 
-/// The decode plan of a Confluent value (the error text says why not).
-async fn resolve(inner: &Inner, value: &[u8]) -> Result<Arc<DecodePlan>, String> {
-    let (id, _) = split_confluent(value).map_err(|e| e.to_string())?;
-    if let Some(p) = inner.registry.cached(id) {
+/// The wait before the next attempt after another failed one while the registry is unreachable.
+fn next_registry_wait(wait: Duration) -> Duration {
+    (wait * 2).clamp(REGISTRY_RETRY_MIN, REGISTRY_RETRY_MAX)
+}
+
+/// Why a value has no decode plan.
+#[derive(Debug, PartialEq)]
+enum Unresolved {
+    /// The registry could not be asked (unreachable, or an error status): try again later.
+    Unavailable(String),
+    /// The value or its schema id is bad: skip the record.
+    Bad(String),
+}
+
+/// The decode plan of a Confluent value.
+async fn resolve(inner: &Inner, value: &[u8]) -> Result<Arc<DecodePlan>, Unresolved> {
+    resolve_with(&inner.registry, value).await
+}
+
+async fn resolve_with(registry: &RegistryClient, value: &[u8]) -> Result<Arc<DecodePlan>, Unresolved> {
+    let (id, _) = split_confluent(value).map_err(|e| Unresolved::Bad(e.to_string()))?;
+    if let Some(p) = registry.cached(id) {
         return Ok(p);
     }
-    inner.registry.plan(id).await.map_err(|e| e.to_string())
+    registry.plan(id).await.map_err(|e| match e {
+        KafkaError::RegistryUnavailable(_) => Unresolved::Unavailable(e.to_string()),
+        e => Unresolved::Bad(e.to_string()),
+    })
 }
 
 fn flush_history(
@@ -681,13 +957,12 @@ fn flush_history(
 ) {
     let mut entries: Vec<HistoryEntry> = h.into_values().collect();
     entries.sort_by_key(|e| e.offset);
-    let received = unix_now();
-    let rcv_tai = current_tai();
+    let at = Arrival::now(true);
     for e in entries {
         match e.plan.decode(&e.value[5..]) {
             Ok(d) => {
                 inner.counters.events_decoded.fetch_add(1, Ordering::Relaxed);
-                inner.accept(comp, topic, TopicKind::EVENT, d, received, rcv_tai);
+                inner.accept(comp, topic, TopicKind::EVENT, d, at);
             }
             Err(err) => {
                 inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -716,7 +991,7 @@ async fn telemetry_loop(inner: Arc<Inner>) {
                 match p.plan.decode(&p.value[5..]) {
                     Ok(d) => {
                         inner.counters.telemetry_decoded.fetch_add(1, Ordering::Relaxed);
-                        inner.accept(&comp, &topic, TopicKind::TELEMETRY, d, p.received, p.rcv_tai);
+                        inner.accept(&comp, &topic, TopicKind::TELEMETRY, d, p.at);
                     }
                     Err(e) => {
                         inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -774,6 +1049,7 @@ async fn ack_reader(
         let _ = r.send(());
     }
     let mut warner = Warner::new();
+    let mut registry_wait = REGISTRY_RETRY_MIN;
     loop {
         let fetched = tokio::select! {
             _ = shutdown.wait() => return,
@@ -790,6 +1066,7 @@ async fn ack_reader(
                 continue;
             }
         };
+        let mut unavailable = None;
         for r in records {
             if r.offset < offset {
                 continue;
@@ -798,7 +1075,13 @@ async fn ack_reader(
             let Some(value) = r.record.value else { continue };
             let plan = match resolve(&inner, &value).await {
                 Ok(p) => p,
-                Err(what) => {
+                Err(Unresolved::Unavailable(what)) => {
+                    // Not skipped: the ack may be the one a command waits for.
+                    offset = r.offset;
+                    unavailable = Some(what);
+                    break;
+                }
+                Err(Unresolved::Bad(what)) => {
                     warner.warn(&full, r.offset, &what);
                     continue;
                 }
@@ -832,6 +1115,17 @@ async fn ack_reader(
                 let _ = tx.send(msg);
             }
         }
+        match unavailable {
+            Some(what) => {
+                warner.retry(&full, offset, &what, registry_wait);
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(registry_wait) => {}
+                }
+                registry_wait = next_registry_wait(registry_wait);
+            }
+            None => registry_wait = REGISTRY_RETRY_MIN,
+        }
     }
 }
 
@@ -843,6 +1137,19 @@ struct WaiterGuard<'a> {
 impl Drop for WaiterGuard<'_> {
     fn drop(&mut self) {
         lock(&self.waiters.map).remove(&self.key);
+    }
+}
+
+/// The wait for a command's final ack when the caller gave none that can be used.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long to wait for a command's final ack: its timeout in seconds, capped at 1e6 s; not a
+/// number, infinite, zero or negative: [`DEFAULT_COMMAND_TIMEOUT`] (as the host runtime does).
+fn command_wait(timeout: f64) -> Duration {
+    if timeout.is_finite() && timeout > 0.0 {
+        Duration::from_secs_f64(timeout.min(1e6))
+    } else {
+        DEFAULT_COMMAND_TIMEOUT
     }
 }
 
@@ -865,7 +1172,7 @@ async fn run_command(inner: Arc<Inner>, cmd: SalCommand) -> CommandAck {
         return CommandAck { code: ack::FAILED, result: format!("Command not sent: {e}") };
     }
     debug!(topic = %full, seq, "kafka: command sent");
-    let mut deadline = tokio::time::Instant::now() + Duration::from_secs_f64(cmd.timeout.clamp(0.0, 1e6));
+    let mut deadline = tokio::time::Instant::now() + command_wait(cmd.timeout);
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(a)) => match a.code {
@@ -903,15 +1210,28 @@ impl SalSource for KafkaSource {
             ("delivered", s.delivered),
             ("out_of_order_dropped", s.out_of_order),
             ("skipped_undecodable", s.skipped),
+            ("dropped_lagging", s.dropped_lagging),
         ]
     }
 
     fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
         let inner = &self.inner;
         let comp = inner.comp(component);
-        let (qtx, mut qrx) = mpsc::unbounded_channel::<Arc<InputMsg>>();
+        let history = wants_history(component, index);
+        let qrx = {
+            let mut st = lock(&comp.state);
+            let cached = if history { st.history(index) } else { Vec::new() };
+            // Room for the history on top of the live samples.
+            let (qtx, qrx) = mpsc::channel::<Arc<InputMsg>>(cached.len() + SUB_QUEUE);
+            for m in cached {
+                let _ = qtx.try_send(m);
+            }
+            st.subs.push(Sub { index, history, queue: qtx, lagging: false });
+            qrx
+        };
         // The forwarder keeps the order of the queue and waits on the subscriber's bounded
         // channel, so readers never block on a slow producer.
+        let mut qrx = qrx;
         inner.runtime.spawn(async move {
             while let Some(m) = qrx.recv().await {
                 if tx.send(m).await.is_err() {
@@ -919,16 +1239,6 @@ impl SalSource for KafkaSource {
                 }
             }
         });
-        {
-            let mut st = lock(&comp.state);
-            let mut cached: Vec<Arc<InputMsg>> =
-                st.latest_events.values().filter(|m| index == 0 || m.sample.sal_index == index).cloned().collect();
-            cached.sort_by(|a, b| a.sample.seq.cmp(&b.sample.seq));
-            for m in cached {
-                let _ = qtx.send(m);
-            }
-            st.subs.push(Sub { index, queue: qtx });
-        }
         if !comp.subscribed.swap(true, Ordering::SeqCst) {
             inner.discover.notify_one();
         }
@@ -1030,5 +1340,152 @@ mod tests {
         assert_eq!(classify("position"), Some((TopicKind::TELEMETRY, "position")));
         assert_eq!(classify("command_start"), None);
         assert_eq!(classify("ackcmd"), None);
+    }
+
+    fn msg(index: i64, topic: &str, kind: TopicKind) -> Arc<InputMsg> {
+        crate::sal::sample_msg(Sample {
+            component: "Script".into(),
+            sal_index: index,
+            topic: topic.into(),
+            kind,
+            seq: crate::sal::next_seq(),
+            ..Default::default()
+        })
+    }
+
+    /// admit + keep_event, as `Inner::accept` does.
+    fn event(st: &mut CompState, index: i64, topic: &str, snd: f64, now: Instant) -> bool {
+        let ok = st.admit(topic, index, snd, now);
+        if ok {
+            st.keep_event(&msg(index, topic, TopicKind::EVENT));
+        }
+        ok
+    }
+
+    fn sub(index: i64, history: bool, capacity: usize) -> (Sub, mpsc::Receiver<Arc<InputMsg>>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        (Sub { index, history, queue, lagging: false }, rx)
+    }
+
+    #[test]
+    fn silent_indices_are_forgotten_and_live_ones_keep_their_order_check() {
+        let mut st = CompState { indexed: true, ..Default::default() };
+        let t0 = Instant::now();
+        let minutes = |m: u64| t0 + Duration::from_secs(60 * m);
+        assert!(event(&mut st, 100001, "logMessage", 10.0, t0)); // a script that ends
+        assert!(event(&mut st, 100002, "state", 10.0, t0)); // a script still running
+        for m in (10..=130).step_by(10) {
+            assert!(event(&mut st, 100002, "heartbeat", m as f64, minutes(m)));
+        }
+        assert!(!st.indices.contains_key(&100001), "silent for over INDEX_TTL: forgotten");
+        let kept: Vec<(i64, String)> =
+            st.history(0).iter().map(|m| (m.sample.sal_index, m.sample.topic.to_string())).collect();
+        assert_eq!(kept, [(100002, "state".to_string()), (100002, "heartbeat".to_string())]);
+        // The live index keeps its out-of-order check, including for a topic silent for long.
+        assert!(!st.admit("heartbeat", 100002, 129.0, minutes(131)));
+        assert!(!st.admit("state", 100002, 9.0, minutes(131)));
+        // A forgotten index starts afresh.
+        assert!(st.admit("logMessage", 100001, 5.0, minutes(131)));
+
+        // A non-indexed component has one index: nothing is forgotten.
+        let mut st = CompState { indexed: false, ..Default::default() };
+        assert!(event(&mut st, 0, "summaryState", 1.0, t0));
+        assert!(event(&mut st, 0, "heartbeat", 2.0, minutes(600)));
+        assert_eq!(st.history(0).len(), 2);
+    }
+
+    #[test]
+    fn indices_are_capped_keeping_the_most_recently_seen() {
+        let mut st = CompState { indexed: true, ..Default::default() };
+        let t0 = Instant::now();
+        let n = MAX_INDICES as i64 + 10;
+        for i in 0..n {
+            assert!(event(&mut st, 100_000 + i, "state", 1.0, t0 + Duration::from_millis(i as u64)));
+        }
+        assert_eq!(st.indices.len(), MAX_INDICES);
+        assert!((0..10).all(|i| !st.indices.contains_key(&(100_000 + i))));
+        assert!(st.indices.contains_key(&(100_000 + n - 1)));
+        assert_eq!(st.history(0).len(), MAX_INDICES);
+    }
+
+    #[test]
+    fn a_lagging_subscriber_loses_telemetry_first_and_its_queue_stays_bounded() {
+        let mut st = CompState::default();
+        let (s, mut rx) = sub(0, true, SUB_QUEUE);
+        st.subs.push(s);
+        let tel = msg(1, "position", TopicKind::TELEMETRY);
+        let ev = msg(1, "state", TopicKind::EVENT);
+        for _ in 0..TELEMETRY_BACKLOG {
+            assert_eq!(st.route("Script", &tel, false), Routed { delivered: true, dropped: 0 });
+        }
+        assert_eq!(st.route("Script", &tel, false), Routed { delivered: false, dropped: 1 });
+        assert!(st.subs[0].lagging);
+        // Events still fit, until the queue is full.
+        for _ in TELEMETRY_BACKLOG..SUB_QUEUE {
+            assert_eq!(st.route("Script", &ev, false), Routed { delivered: true, dropped: 0 });
+        }
+        assert_eq!(st.route("Script", &ev, false), Routed { delivered: false, dropped: 1 });
+        assert_eq!(st.subs[0].backlog(), SUB_QUEUE);
+        assert_eq!(st.subs[0].queue.capacity(), 0);
+        // Once it reads again, it gets samples again.
+        while rx.try_recv().is_ok() {}
+        assert_eq!(st.route("Script", &tel, false), Routed { delivered: true, dropped: 0 });
+        assert!(!st.subs[0].lagging);
+        // The room made for the history does not count as a backlog.
+        let (s, _history_rx) = sub(0, true, 100 + SUB_QUEUE);
+        for _ in 0..100 {
+            s.queue.try_send(ev.clone()).unwrap();
+        }
+        assert_eq!(s.backlog(), 0);
+        // A closed subscriber is removed.
+        drop(rx);
+        assert_eq!(st.route("Script", &ev, false), Routed { delivered: false, dropped: 0 });
+        assert!(st.subs.is_empty());
+    }
+
+    #[test]
+    fn script_all_indices_gets_no_history() {
+        assert!(!wants_history("Script", 0));
+        assert!(wants_history("Script", 100001));
+        assert!(wants_history("ScriptQueue", 0));
+        assert!(wants_history("ATDome", 0));
+        let mut st = CompState { indexed: true, ..Default::default() };
+        let (all, mut all_rx) = sub(0, wants_history("Script", 0), 16);
+        let (one, mut one_rx) = sub(7, wants_history("Script", 7), 16);
+        st.subs.push(all);
+        st.subs.push(one);
+        let old = msg(7, "heartbeat", TopicKind::EVENT);
+        st.route("Script", &old, true);
+        let live = msg(7, "heartbeat", TopicKind::EVENT);
+        st.route("Script", &live, false);
+        assert_eq!(all_rx.try_recv().unwrap().sample.seq, live.sample.seq);
+        assert!(all_rx.try_recv().is_err());
+        assert_eq!(one_rx.try_recv().unwrap().sample.seq, old.sample.seq);
+        assert_eq!(one_rx.try_recv().unwrap().sample.seq, live.sample.seq);
+    }
+
+    #[test]
+    fn command_timeouts_that_are_not_usable_get_the_default() {
+        for t in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0, -0.0] {
+            assert_eq!(command_wait(t), DEFAULT_COMMAND_TIMEOUT, "{t}");
+        }
+        assert_eq!(command_wait(2.5), Duration::from_millis(2500));
+        assert_eq!(command_wait(1e300), Duration::from_secs(1_000_000));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_is_retried_a_bad_value_skipped() {
+        // Nothing listens on port 1: connection refused.
+        let registry = RegistryClient::new("http://127.0.0.1:1").unwrap();
+        let value = avro::confluent(5, &[0]);
+        assert!(matches!(resolve_with(&registry, &value).await, Err(Unresolved::Unavailable(_))));
+        assert!(matches!(resolve_with(&registry, b"{}").await, Err(Unresolved::Bad(_))));
+        let mut w = REGISTRY_RETRY_MIN;
+        for _ in 0..20 {
+            let next = next_registry_wait(w);
+            assert!(next >= w && next <= REGISTRY_RETRY_MAX);
+            w = next;
+        }
+        assert_eq!(w, REGISTRY_RETRY_MAX);
     }
 }
