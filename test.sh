@@ -13,4 +13,6 @@ fi
 # The tests build the example, template and fixture workspaces too; keep their debug info as
 # small as the workspace's so a clean run stays well inside a CI machine's disk.
 export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+# The SDK's documentation is part of the plugin kit: it must build without a warning.
+RUSTDOCFLAGS="-D warnings" cargo doc -p love-plugin-api --no-deps --quiet
 cargo test --workspace --no-fail-fast "$@"

@@ -161,6 +161,12 @@ impl Deployer {
     /// Look at the directory again; load what is new or changed (from private copies).
     pub fn rescan(&mut self) -> Vec<DeployAction> {
         let mut actions = Vec::new();
+        // Checked again at every look: a directory opened to others since the start must not
+        // become a way in.
+        if let Err(e) = crate::plugin::check_plugin_dir(&self.dir) {
+            warn!("deploy: nothing loaded from the plugin directory: {e}");
+            return actions;
+        }
         let mut present: Vec<(PathBuf, FileStamp)> = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries
                 .flatten()

@@ -343,6 +343,14 @@ impl ProducerTask {
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         warn!(component = %self.component.name, index = self.component.index, "producer fell behind and missed {n} link events");
+                        // A missed `Connected` would leave this connection without the
+                        // producer's initial data until the next resubscription.
+                        let conn = self.ctx.outbox.connection_count();
+                        if self.ctx.outbox.is_connected() && conn != self.initialized_for {
+                            self.initialized_for = conn;
+                            self.deliver(&simple(InputKind::CONNECTED)).await;
+                            self.deliver(&simple(InputKind::REGISTER)).await;
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -709,6 +717,7 @@ mod tests {
     struct FakeOutbox {
         sent: Mutex<Vec<Outgoing>>,
         events: broadcast::Sender<LinkEvent>,
+        connections: std::sync::atomic::AtomicU64,
     }
 
     impl Outbox for FakeOutbox {
@@ -720,6 +729,9 @@ mod tests {
         }
         fn is_connected(&self) -> bool {
             true
+        }
+        fn connection_count(&self) -> u64 {
+            self.connections.load(Ordering::Relaxed)
         }
     }
 
@@ -761,6 +773,24 @@ mod tests {
         panic!("condition not reached");
     }
 
+    #[tokio::test]
+    async fn a_producer_that_missed_the_connected_event_still_sends_its_initial_data() {
+        let (trigger, outbox, sal, handle) = setup();
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let subscriptions = || outbox.sent.lock().unwrap().iter().filter(|m| m.stream == "initial_state").count();
+        assert_eq!(subscriptions(), 1, "initial data and subscriptions at start");
+        // A new connection, and more link events than the producer's channel holds before it
+        // runs again: the `Connected` among them is lost to the lag.
+        outbox.connections.store(1, Ordering::Relaxed);
+        let _ = outbox.events.send(LinkEvent::Connected);
+        for _ in 0..40 {
+            let _ = outbox.events.send(LinkEvent::Disconnected);
+        }
+        wait_for(|| subscriptions() == 2).await;
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
+    }
+
     /// Panics on every start.
     struct PanicsOnStart;
 
@@ -783,7 +813,7 @@ mod tests {
     async fn a_producer_that_panics_on_every_start_keeps_restarting_and_stops_at_shutdown() {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (events, _) = broadcast::channel(16);
-        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events });
+        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events, connections: Default::default() });
         let ctx = RuntimeContext {
             outbox,
             sal: Arc::new(FakeSal::default()),
@@ -810,7 +840,7 @@ mod tests {
     fn setup() -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (events, _) = broadcast::channel(16);
-        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events });
+        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events, connections: Default::default() });
         let sal = Arc::new(FakeSal::default());
         let ctx = RuntimeContext {
             outbox: outbox.clone(),

@@ -74,6 +74,33 @@ impl TestDriver {
         }
     }
 
+    /// Feed a list of inputs, each with its `now`, in order, and return all their actions in
+    /// order. Stops at the first error.
+    ///
+    /// ```
+    /// # use love_plugin_api::sdk::{Actions, Input, PluginError, ProducerLogic, Action};
+    /// # use love_plugin_api::driver::TestDriver;
+    /// # struct Echo;
+    /// # impl ProducerLogic for Echo {
+    /// #     fn handle(&mut self, input: Input<'_>, now: f64, out: &mut Actions) -> Result<(), PluginError> {
+    /// #         if let Input::Tick = input { out.wake_at(now + 1.0) }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn snapshot(&self) -> Result<String, PluginError> { Ok(String::new()) }
+    /// #     fn restore(&mut self, _: &str) -> Result<(), PluginError> { Ok(()) }
+    /// # }
+    /// let mut driver = TestDriver::new(Echo);
+    /// let actions = driver.run([(Input::Start, 0.0), (Input::Tick, 1.0), (Input::Tick, 2.0)]).unwrap();
+    /// assert_eq!(actions, [Action::WakeAt(2.0), Action::WakeAt(3.0)]);
+    /// ```
+    pub fn run<'a>(&mut self, inputs: impl IntoIterator<Item = (Input<'a>, f64)>) -> Result<Vec<Action>, PluginError> {
+        let mut all = Vec::new();
+        for (input, now) in inputs {
+            all.extend(self.input(input, now)?);
+        }
+        Ok(all)
+    }
+
     /// Feed one input and return only the texts of the messages sent.
     pub fn sent(&mut self, input: Input<'_>, now: f64) -> Result<Vec<String>, PluginError> {
         Ok(self

@@ -172,6 +172,20 @@ pub fn check_elf_complete(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A library anyone may write is code anyone may run in the host: refused, as a plugin
+/// directory writable by others is.
+fn refuse_world_writable(path: &Path) -> Result<(), LoadError> {
+    use std::os::unix::fs::PermissionsExt;
+    let not_loaded = |reason: String| LoadError::NotALibrary { path: path.to_path_buf(), reason };
+    let mode = std::fs::metadata(path).map_err(|e| not_loaded(e.to_string()))?.permissions().mode() & 0o7777;
+    if mode & 0o002 != 0 {
+        return Err(not_loaded(format!(
+            "writable by others (mode {mode:o}): anyone could replace its code; chmod o-w it"
+        )));
+    }
+    Ok(())
+}
+
 /// Load `file` from a private copy at `copy`, reported as `file`. The dynamic loader maps the
 /// file it opens: a deployed file overwritten in place (rather than replaced by a rename) would
 /// fault the running host, and a path or inode the loader has seen returns the old library.
@@ -194,6 +208,7 @@ pub fn load_plugin_copy(file: &Path, copy: &Path) -> Result<LoadedPlugin, LoadEr
 
 /// Load one plugin file.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
+    refuse_world_writable(path)?;
     check_elf_complete(path).map_err(|reason| LoadError::NotALibrary { path: path.to_path_buf(), reason })?;
     let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
     let module = header.init_root_module::<PluginModRef>().map_err(|e| classify(path, e))?;

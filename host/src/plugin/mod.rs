@@ -270,6 +270,18 @@ mod tests {
     }
 
     #[test]
+    fn a_library_writable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let exe = std::env::current_exe().unwrap();
+        let file = std::env::temp_dir().join(format!("love-host-open-{}.so", std::process::id()));
+        std::fs::copy(&exe, &file).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = load_plugin(&file).unwrap_err().to_string();
+        assert!(err.contains("writable by others (mode 666)") && err.contains(&*file.to_string_lossy()), "{err}");
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
     fn versions_compare_numerically() {
         use std::cmp::Ordering::*;
         assert_eq!(compare_versions("1.10.0", "1.9.3"), Greater);
