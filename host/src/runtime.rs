@@ -175,6 +175,9 @@ pub struct SwapReport {
     pub duration: Duration,
     /// Size of the snapshot moved.
     pub snapshot_bytes: usize,
+    /// The new producer refused the old one's snapshot (a state it cannot read) and started
+    /// fresh.
+    pub started_fresh: bool,
 }
 
 /// A running producer.
@@ -574,11 +577,20 @@ impl ProducerTask {
         let mut config: ProducerConfig = serde_json::from_str(&self.config_json).map_err(|e| e.to_string())?;
         config.producer_type = producer_type.clone();
         let config_json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
-        let mut fresh =
-            (create)(&config_json).map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"))?;
+        let build = || (create)(&config_json).map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"));
+        let mut fresh = build()?;
+        let mut started_fresh = false;
         if let Some(snap) = &snapshot {
             if let RResult::RErr(e) = fresh.restore(RStr::from(snap.as_str())) {
-                return Err(format!("{c}:{i}: the new producer refused the old one's snapshot: {e}"));
+                let text = e.to_string();
+                if text.starts_with(PANIC_PREFIX) {
+                    return Err(format!("{c}:{i}: the new producer failed restoring the old one's snapshot: {text}"));
+                }
+                // A state it cannot read (a format the new version dropped): the upgrade goes
+                // on with a clean instance, which sends its initial data afresh.
+                warn!(component = %c, index = i, "{c}:{i}: the new producer refused the old one's snapshot ({text}); it starts fresh");
+                fresh = build()?;
+                started_fresh = true;
             }
         }
         // Install the new producer, keeping the old one until the new one has started: a panic
@@ -590,7 +602,7 @@ impl ProducerTask {
             config_json: std::mem::replace(&mut self.config_json, config_json),
             wake: self.wake.take(),
         };
-        if keep_state {
+        if keep_state && !started_fresh {
             self.deliver(&simple(InputKind::START)).await;
         } else {
             self.start().await;
@@ -607,12 +619,17 @@ impl ProducerTask {
         self.consecutive_panics = 0;
         self.take_snapshot();
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (producer_type.clone(), label.clone());
-        info!(component = %c, index = i, producer_type = %producer_type, plugin = %label, "{c}:{i} now served by {producer_type} ({label}), was {}; state {}", old.producer_type, if keep_state { "carried over" } else { "started fresh" });
+        let state = if keep_state && !started_fresh { "carried over" } else { "started fresh" };
+        info!(component = %c, index = i, producer_type = %producer_type, plugin = %label, "{c}:{i} now served by {producer_type} ({label}), was {}; state {state}", old.producer_type);
         if subscribe_own && !self.subscribe_own {
             self.subscribe_own = true;
             self.subscribe_sal(c.clone(), i);
         }
-        Ok(SwapReport { duration: began.elapsed(), snapshot_bytes: snapshot.map(|s| s.len()).unwrap_or(0) })
+        Ok(SwapReport {
+            duration: began.elapsed(),
+            snapshot_bytes: snapshot.map(|s| s.len()).unwrap_or(0),
+            started_fresh,
+        })
     }
 
     /// Rebuild the producer after a panic: backoff, create, restore the last snapshot, start.
@@ -706,6 +723,9 @@ mod tests {
             Ok(self.count.to_string())
         }
         fn restore(&mut self, s: &str) -> Result<(), PluginError> {
+            if self.tag == "restore-panics" {
+                panic!("cannot restore");
+            }
             if s == "refuse" || self.tag == "refuses" {
                 return Err(PluginError::new("refusing this snapshot"));
             }
@@ -791,6 +811,27 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
     }
 
+    #[tokio::test]
+    async fn a_new_producer_that_refuses_the_old_state_starts_fresh() {
+        let (trigger, outbox, sal, handle) = setup();
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        tx.send(sample("a")).await.unwrap();
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 2).await;
+        let subscriptions = || outbox.sent.lock().unwrap().iter().filter(|m| m.stream == "initial_state").count();
+        let before = subscriptions();
+        let refuses: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "refuses" })));
+        let report = handle.replace(refuses, "counter", "counter 3.0.0", true, true).await.unwrap();
+        assert!(report.started_fresh);
+        assert_eq!(handle.current.lock().unwrap().1, "counter 3.0.0");
+        assert_eq!(subscriptions(), before + 1, "a fresh producer sends its initial data and subscriptions");
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 3).await;
+        assert_eq!(counts(&outbox)[2], ("refuses".to_string(), "1".to_string()), "counting from a clean state");
+        trigger.trigger();
+    }
+
     /// Panics on every start.
     struct PanicsOnStart;
 
@@ -867,7 +908,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .filter(|m| m.stream == "count" || m.stream == "count-v2")
+            .filter(|m| ["count", "count-v2", "refuses"].contains(&m.stream.as_str()))
             .map(|m| {
                 let v: serde_json::Value = serde_json::from_str(&m.text).unwrap();
                 (m.stream.clone(), v["data"][0]["data"][&m.stream][0].to_string())
@@ -909,9 +950,9 @@ mod tests {
         let fails: CreateFn = Arc::new(|_| Err("cannot build".to_string()));
         let err = handle.replace(fails, "counter", "bad 2.0.0", true, true).await.unwrap_err();
         assert!(err.contains("creating the new producer failed"), "{err}");
-        let refuses: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "refuses" })));
-        let err = handle.replace(refuses, "counter", "bad 2.0.1", true, true).await.unwrap_err();
-        assert!(err.contains("refused the old one's snapshot"), "{err}");
+        let restore_panics: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "restore-panics" })));
+        let err = handle.replace(restore_panics, "counter", "bad 2.0.1", true, true).await.unwrap_err();
+        assert!(err.contains("failed restoring the old one's snapshot") && err.contains("cannot restore"), "{err}");
         let panics: CreateFn = Arc::new(|_| {
             love_plugin_api::sdk::create_guarded::<Counter>(r#"{"component": "Counter"}"#.into(), |_| {
                 panic!("panic in create")

@@ -110,7 +110,7 @@ async fn a_bad_deploy_never_takes_a_producer_down() {
     wait_manager(&mgr, &host, "samples", |m| positions(m).len() >= 5).await;
 
     deploy(&dir, &restore_fails, "liblove_plugin_csc_restore_fails.so");
-    assert!(host.wait_log(T, "deploy: ATDome:0 stays on").contains("refused the old one's snapshot"));
+    assert!(host.wait_log(T, "deploy: ATDome:0 stays on").contains("panic in restore"));
     deploy(&dir, &create_panics, "liblove_plugin_csc_create_panics.so");
     let line = host.wait_log(T, "creating the new producer failed");
     assert!(line.contains("panic"), "{line}");
