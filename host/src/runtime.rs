@@ -5,13 +5,13 @@
 //! producer that panics (caught by the SDK and returned as an error) is rebuilt from its last
 //! snapshot after a backoff; inputs that arrive meanwhile wait in its inbox.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use abi_stable::std_types::{RResult, RStr};
-use love_plugin_api::abi::{InputKind, InputMsg, ProducerBox};
+use love_plugin_api::abi::{InputKind, InputMsg, ProducerBox, TopicKind};
 use love_plugin_api::catalog::ComponentCatalog;
 use love_plugin_api::sdk::{Action, ProducerConfig, PANIC_PREFIX};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -256,6 +256,7 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
         consecutive_panics: 0,
         last_panic: None,
         panicked: false,
+        latest_events: HashMap::new(),
         subscribe_own: spec.subscribe_own,
         initialized_for: 0,
     };
@@ -293,6 +294,10 @@ struct ProducerTask {
     last_panic: Option<Instant>,
     /// The producer panicked: it gets no more inputs and the run loop rebuilds it.
     panicked: bool,
+    /// The latest sample of each event of the producer's own component (by topic and index),
+    /// handed to a producer that replaces this one without its state (a component moving to
+    /// another plugin), as the source hands its history to a new subscriber.
+    latest_events: HashMap<String, HashMap<i64, Arc<InputMsg>>>,
     subscribe_own: bool,
     /// The link connection the producer last sent initial data for.
     initialized_for: u64,
@@ -327,6 +332,7 @@ impl ProducerTask {
                     self.status.last_sample.store(unix_now().to_bits(), Ordering::Relaxed);
                     self.status.samples.fetch_add(1, Ordering::Relaxed);
                     self.deliver(&sample).await;
+                    self.keep_latest_event(sample);
                 }
                 ev = events.recv() => match ev {
                     Ok(LinkEvent::Connected) => {
@@ -369,6 +375,33 @@ impl ProducerTask {
                 Some(ctrl) = control.recv() => self.control(ctrl).await,
             }
             self.recover(&mut shutdown).await;
+        }
+    }
+
+    fn keep_latest_event(&mut self, msg: Arc<InputMsg>) {
+        let s = &msg.sample;
+        if s.kind != TopicKind::EVENT || s.component.as_str() != self.component.name {
+            return;
+        }
+        let index = s.sal_index;
+        match self.latest_events.get_mut(s.topic.as_str()) {
+            Some(by_index) => {
+                by_index.insert(index, msg);
+            }
+            None => {
+                let topic = s.topic.to_string();
+                self.latest_events.entry(topic).or_default().insert(index, msg);
+            }
+        }
+    }
+
+    /// Hand the kept events to a producer that started without the old one's state, in the
+    /// order they arrived.
+    async fn replay_latest_events(&mut self) {
+        let mut kept: Vec<Arc<InputMsg>> = self.latest_events.values().flat_map(|m| m.values().cloned()).collect();
+        kept.sort_by_key(|m| m.sample.seq);
+        for msg in kept {
+            self.deliver(&msg).await;
         }
     }
 
@@ -606,6 +639,7 @@ impl ProducerTask {
             self.deliver(&simple(InputKind::START)).await;
         } else {
             self.start().await;
+            self.replay_latest_events().await;
         }
         if self.panicked {
             self.panicked = false;
@@ -829,6 +863,33 @@ mod tests {
         tx.send(sample("a")).await.unwrap();
         wait_for(|| counts(&outbox).len() == 3).await;
         assert_eq!(counts(&outbox)[2], ("refuses".to_string(), "1".to_string()), "counting from a clean state");
+        trigger.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_component_moving_to_another_plugin_gets_the_latest_events_again() {
+        let (trigger, outbox, sal, handle) = setup();
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        let event = |topic: &str, seq: u64| {
+            let mut m = (*sample(topic)).clone();
+            m.sample.kind = TopicKind::EVENT;
+            m.sample.seq = seq;
+            Arc::new(m)
+        };
+        for (i, topic) in ["summaryState", "logLevel", "summaryState"].into_iter().enumerate() {
+            tx.send(event(topic, i as u64)).await.unwrap();
+        }
+        tx.send(sample("telemetry-like")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 4).await;
+        // Another plugin, no state carried: it gets the latest of each event (2), in order.
+        let other: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
+        handle.replace(other, "other", "other 1.0.0", false, true).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 6).await;
+        assert_eq!(
+            counts(&outbox)[4..],
+            [("count-v2".to_string(), "1".to_string()), ("count-v2".to_string(), "2".to_string())]
+        );
         trigger.trigger();
     }
 
