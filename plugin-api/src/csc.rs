@@ -1172,6 +1172,14 @@ mod tests {
     }
 
     #[test]
+    fn without_filters_every_telemetry_is_periodic_and_every_event_but_heartbeat_asynchronous() {
+        let sets = CscCore::new(&config()).unwrap().topic_sets();
+        assert_eq!(sets.periodic, vec!["tel_position"]);
+        assert_eq!(sets.asynchronous, vec!["evt_summaryState", "evt_mainDoorState"]);
+        assert!(sets.heartbeat_monitor);
+    }
+
+    #[test]
     fn an_absent_filter_option_means_every_listed_topic_of_its_kind() {
         let mut cfg = config();
         cfg.asynchronous_data = Some(vec!["tel_position".into(), "evt_summaryState".into()]);

@@ -508,3 +508,30 @@ fn long_run_memory_stays_bounded() {
     let (min, max) = (snapshot_sizes.iter().min().unwrap(), snapshot_sizes.iter().max().unwrap());
     assert!(*max < *min + *min / 10, "{snapshot_sizes:?}");
 }
+
+/// reference-tests.md, scriptqueue `test_heartbeat`: with the queue's heartbeat arriving at 1 Hz,
+/// Heartbeat messages come every 2-3 s and the last says ScriptQueue:1, lost 0, max 5.
+#[test]
+fn the_queues_heartbeat_stream_as_the_reference_test_sees_it() {
+    let mut p = ScriptQueueProducer::create(config(&[])).unwrap();
+    run(&mut p, Input::Start, T0);
+    let mut msgs = Vec::new();
+    for step in 0..=20 {
+        let now = T0 + step as f64 * 0.5;
+        if step % 2 == 0 {
+            msgs.extend(sample(&mut p, &event("ScriptQueue", "heartbeat", 1, json!({})), now));
+        }
+        msgs.extend(sent(&mut p, Input::Tick, now));
+    }
+    let beats: Vec<&J> = msgs.iter().filter(|m| m["data"][0]["csc"] == "Heartbeat").collect();
+    assert!(beats.len() >= 3, "{beats:?}");
+    for m in &beats {
+        assert_eq!((m["category"].as_str(), m["data"][0]["salindex"].as_i64()), (Some("event"), Some(0)));
+    }
+    let last = &beats.last().unwrap()["data"][0]["data"]["stream"];
+    assert_eq!(last["csc"], "ScriptQueue");
+    assert_eq!(last["salindex"], 1);
+    assert_eq!(last["lost"], 0);
+    assert_eq!(last["max_lost_heartbeats"], 5);
+    assert!(last["last_heartbeat_timestamp"].as_f64().unwrap() > T0);
+}
