@@ -331,7 +331,7 @@ pub async fn apply(
         let a = match assign(&component, &inputs.overrides, registry, known) {
             Ok(a) => a,
             Err(e) => {
-                warn!("deploy: {e}");
+                warn!(component = %component.name, index = component.index, "deploy: {e}");
                 continue;
             }
         };

@@ -548,7 +548,9 @@ impl ProducerTask {
                             text: json.into(),
                             ..Default::default()
                         }),
-                        Err(e) => warn!(component = %self.component.name, "catalog of {component}: {e}"),
+                        Err(e) => {
+                            warn!(component = %self.component.name, index = self.component.index, "catalog of {component}: {e}")
+                        }
                     }
                 } else {
                     warn!(
@@ -560,7 +562,7 @@ impl ProducerTask {
                 self.subscribe_sal(component, index);
             }
             Action::Unknown(kind) => {
-                debug!(component = %self.component.name, "ignoring action of unknown kind {kind}");
+                debug!(component = %self.component.name, index = self.component.index, "ignoring action of unknown kind {kind}");
             }
         }
     }

@@ -245,7 +245,7 @@ impl SalSource for SimSource {
                     result: format!("{}:{} is not simulated", cmd.component, index),
                 };
             };
-            let timeout = if cmd.timeout > 0.0 { cmd.timeout } else { 60.0 };
+            let timeout = if cmd.timeout.is_finite() && cmd.timeout > 0.0 { cmd.timeout.min(86_400.0) } else { 60.0 };
             let (reply, rx) = oneshot::channel();
             if tx.send(CmdReq { cmd, reply }).is_err() {
                 return CommandAck { code: ack::NOACK, result: "simulator stopped".into() };
