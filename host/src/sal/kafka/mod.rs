@@ -903,18 +903,34 @@ async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind
                 }
             }
         }
-        match unavailable {
-            Some(what) => {
-                warner.retry(&full, offset, &what, registry_wait);
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = tokio::time::sleep(registry_wait) => {}
-                }
-                registry_wait = next_registry_wait(registry_wait);
-            }
-            None => registry_wait = REGISTRY_RETRY_MIN,
+        if !registry_pause(unavailable, &mut warner, &full, offset, &mut registry_wait, &mut shutdown).await {
+            return;
         }
     }
+}
+
+/// After a fetch: when a record's schema could not be had from the registry (`unavailable`),
+/// say so and wait before the reader tries that record again, longer each time; otherwise reset
+/// the wait. False when the host stops meanwhile.
+async fn registry_pause(
+    unavailable: Option<String>,
+    warner: &mut Warner,
+    topic: &str,
+    offset: i64,
+    wait: &mut Duration,
+    shutdown: &mut crate::shutdown::Shutdown,
+) -> bool {
+    let Some(what) = unavailable else {
+        *wait = REGISTRY_RETRY_MIN;
+        return true;
+    };
+    warner.retry(topic, offset, &what, *wait);
+    tokio::select! {
+        _ = shutdown.wait() => return false,
+        _ = tokio::time::sleep(*wait) => {}
+    }
+    *wait = next_registry_wait(*wait);
+    true
 }
 
 /// The wait before the next attempt after another failed one while the registry is unreachable.
@@ -1115,16 +1131,8 @@ async fn ack_reader(
                 let _ = tx.send(msg);
             }
         }
-        match unavailable {
-            Some(what) => {
-                warner.retry(&full, offset, &what, registry_wait);
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = tokio::time::sleep(registry_wait) => {}
-                }
-                registry_wait = next_registry_wait(registry_wait);
-            }
-            None => registry_wait = REGISTRY_RETRY_MIN,
+        if !registry_pause(unavailable, &mut warner, &full, offset, &mut registry_wait, &mut shutdown).await {
+            return;
         }
     }
 }
