@@ -318,7 +318,7 @@ impl ProducerTask {
         let mut shutdown = self.ctx.shutdown.clone();
         if self.subscribe_own {
             let own = (self.component.name.clone(), self.component.index);
-            self.subscribe_sal(own.0, own.1);
+            self.subscribe_sal(own.0, own.1, true);
         }
         self.start().await;
         self.recover(&mut shutdown).await;
@@ -539,7 +539,7 @@ impl ProducerTask {
                     let _ = tx.send((id, ack));
                 });
             }
-            Action::SubscribeSal { component, index } => {
+            Action::SubscribeSal { component, index, history } => {
                 if let Some(cat) = (self.ctx.catalog)(&component) {
                     match serde_json::to_string(&cat) {
                         Ok(json) => follow_ups.push_back(InputMsg {
@@ -559,7 +559,7 @@ impl ProducerTask {
                         "producer subscribed to {component}:{index}, which the topic catalog does not know"
                     );
                 }
-                self.subscribe_sal(component, index);
+                self.subscribe_sal(component, index, history);
             }
             Action::Unknown(kind) => {
                 debug!(component = %self.component.name, index = self.component.index, "ignoring action of unknown kind {kind}");
@@ -567,11 +567,11 @@ impl ProducerTask {
         }
     }
 
-    fn subscribe_sal(&mut self, component: String, index: i64) {
+    fn subscribe_sal(&mut self, component: String, index: i64, history: bool) {
         if !self.subscribed.insert((component.clone(), index)) {
             return;
         }
-        if let Err(e) = self.ctx.sal.subscribe(&component, index, self.sample_tx.clone()) {
+        if let Err(e) = self.ctx.sal.subscribe(&component, index, history, self.sample_tx.clone()) {
             warn!(
                 component = %self.component.name,
                 index = self.component.index,
@@ -659,7 +659,7 @@ impl ProducerTask {
         info!(component = %c, index = i, producer_type = %producer_type, plugin = %label, "{c}:{i} now served by {producer_type} ({label}), was {}; state {state}", old.producer_type);
         if subscribe_own && !self.subscribe_own {
             self.subscribe_own = true;
-            self.subscribe_sal(c.clone(), i);
+            self.subscribe_sal(c.clone(), i, true);
         }
         Ok(SwapReport {
             duration: began.elapsed(),
@@ -800,7 +800,13 @@ mod tests {
         fn name(&self) -> &str {
             "fake"
         }
-        fn subscribe(&self, component: &str, index: i64, tx: crate::sal::SampleTx) -> Result<(), crate::sal::SalError> {
+        fn subscribe(
+            &self,
+            component: &str,
+            index: i64,
+            _history: bool,
+            tx: crate::sal::SampleTx,
+        ) -> Result<(), crate::sal::SalError> {
             self.subs.lock().unwrap().push((component.to_string(), index, tx));
             Ok(())
         }

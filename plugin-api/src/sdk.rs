@@ -178,6 +178,10 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Flag in a `SUBSCRIBE_SAL` action's `code`: no history. A plugin built before it sends 0,
+/// and gets the history as before.
+pub const SUBSCRIBE_NO_HISTORY: i64 = 1;
+
 /// A decoded action. Grows freely: it never crosses the boundary.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -213,6 +217,9 @@ pub enum Action {
         component: String,
         /// Index (0: all indices).
         index: i64,
+        /// Whether the latest historical sample of each event comes first (salobj's late-joiner
+        /// read); false for [`Actions::subscribe_sal_live`].
+        history: bool,
     },
     /// An action kind this SDK does not know (from a newer plugin).
     Unknown(u32),
@@ -239,7 +246,11 @@ impl Action {
             },
             ActionKind::LOG => Action::Log { level: m.code as u32, text: m.text.to_string() },
             ActionKind::WAKE_AT => Action::WakeAt(m.number),
-            ActionKind::SUBSCRIBE_SAL => Action::SubscribeSal { component: m.component.to_string(), index: m.index },
+            ActionKind::SUBSCRIBE_SAL => Action::SubscribeSal {
+                component: m.component.to_string(),
+                index: m.index,
+                history: m.code & SUBSCRIBE_NO_HISTORY == 0,
+            },
             other => Action::Unknown(other.0),
         }
     }
@@ -299,10 +310,24 @@ impl Actions {
         });
     }
 
-    /// Receive the samples of another component (index 0: all indices).
+    /// Receive the samples of another component (index 0: all indices), starting with the
+    /// latest historical sample of each of its events, as for the producer's own component.
     pub fn subscribe_sal(&mut self, component: &str, index: i64) {
         self.list.push(ActionMsg {
             kind: ActionKind::SUBSCRIBE_SAL,
+            index,
+            component: component.into(),
+            ..Default::default()
+        });
+    }
+
+    /// [`Actions::subscribe_sal`] without the history: only samples published from now on
+    /// (the scriptqueue producer's subscription to every script, whose old events must not
+    /// look new).
+    pub fn subscribe_sal_live(&mut self, component: &str, index: i64) {
+        self.list.push(ActionMsg {
+            kind: ActionKind::SUBSCRIBE_SAL,
+            code: SUBSCRIBE_NO_HISTORY,
             index,
             component: component.into(),
             ..Default::default()

@@ -122,11 +122,11 @@ async fn events_late_joiner_then_live() {
 
     let src = s.source().await;
     let (tx, mut rx) = mpsc::channel(1000);
-    src.subscribe("ATDome", 0, tx).unwrap();
+    src.subscribe("ATDome", 0, true, tx).unwrap();
     let (ttx, mut trx) = mpsc::channel(1000);
-    src.subscribe("Test", 2, ttx).unwrap();
+    src.subscribe("Test", 2, true, ttx).unwrap();
     let (atx, mut arx) = mpsc::channel(1000);
-    src.subscribe("Test", 0, atx).unwrap();
+    src.subscribe("Test", 0, true, atx).unwrap();
 
     let mut got = Vec::new();
     assert!(
@@ -212,7 +212,7 @@ async fn events_late_joiner_then_live() {
 
     // A later subscriber gets the current state first.
     let (ltx, mut lrx) = mpsc::channel(100);
-    src.subscribe("ATDome", 0, ltx).unwrap();
+    src.subscribe("ATDome", 0, true, ltx).unwrap();
     let mut late = Vec::new();
     assert!(
         collect(&mut lrx, &mut late, Duration::from_secs(5), |g| !topics(g, "summaryState").is_empty()
@@ -240,7 +240,7 @@ async fn telemetry_is_coalesced_to_the_interval() {
     .unwrap();
     let src = s.source().await;
     let (tx, mut rx) = mpsc::channel(1000);
-    src.subscribe("ATDome", 0, tx).unwrap();
+    src.subscribe("ATDome", 0, true, tx).unwrap();
     assert!(
         kafka_wait(|| src.reading("ATDome").iter().any(|t| t.ends_with(".position")), Duration::from_secs(10)).await
     );
@@ -306,7 +306,7 @@ async fn out_of_order_dropped_and_bad_records_skipped_and_new_topics_picked_up()
     csc.write("Test", 1, TopicKind::EVENT, "heartbeat", &[]).await.unwrap();
     let src = s.source().await;
     let (tx, mut rx) = mpsc::channel(1000);
-    src.subscribe("Test", 0, tx).unwrap();
+    src.subscribe("Test", 0, true, tx).unwrap();
     let mut got = Vec::new();
     assert!(collect(&mut rx, &mut got, Duration::from_secs(15), |g| !topics(g, "heartbeat").is_empty()).await);
 
@@ -576,7 +576,7 @@ async fn records_wait_for_an_unreachable_registry_instead_of_being_skipped() {
     config.schema_registry_url = gate.url();
     let src = KafkaSource::start(config, s.catalog.clone(), s.trigger.subscribe()).await.expect("source");
     let (tx, mut rx) = mpsc::channel(1000);
-    src.subscribe("Test", 0, tx).unwrap();
+    src.subscribe("Test", 0, true, tx).unwrap();
     assert!(
         kafka_wait(|| src.reading("Test").iter().any(|t| t.ends_with(".logevent_logLevel")), Duration::from_secs(10))
             .await
@@ -597,7 +597,7 @@ async fn records_wait_for_an_unreachable_registry_instead_of_being_skipped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn script_events_from_before_the_start_are_not_replayed_to_all_indices() {
+async fn a_subscription_without_history_gets_no_script_events_from_before_it() {
     let s = setup().await;
     let script = s.writer("Script:100001").await;
     script.write("Script", 100001, TopicKind::EVENT, "heartbeat", &[]).await.unwrap();
@@ -608,9 +608,9 @@ async fn script_events_from_before_the_start_are_not_replayed_to_all_indices() {
 
     let src = s.source().await;
     let (atx, mut arx) = mpsc::channel(1000);
-    src.subscribe("Script", 0, atx).unwrap();
+    src.subscribe("Script", 0, false, atx).unwrap();
     let (otx, mut orx) = mpsc::channel(1000);
-    src.subscribe("Script", 100001, otx).unwrap();
+    src.subscribe("Script", 100001, true, otx).unwrap();
     // A subscription to one index still gets its history.
     let mut one = Vec::new();
     assert!(
@@ -628,9 +628,9 @@ async fn script_events_from_before_the_start_are_not_replayed_to_all_indices() {
     assert_eq!(all.len(), 1, "only the live heartbeat: {all:?}");
     assert_eq!(all[0].sample.seq, topics(&one, "heartbeat")[1].sample.seq);
 
-    // A later subscriber to every index gets none of the kept events either.
+    // A later subscriber without history gets none of the kept events either.
     let (ltx, mut lrx) = mpsc::channel(1000);
-    src.subscribe("Script", 0, ltx).unwrap();
+    src.subscribe("Script", 0, false, ltx).unwrap();
     let mut late = Vec::new();
     collect(&mut lrx, &mut late, Duration::from_millis(500), |_| false).await;
     assert!(late.is_empty(), "{late:?}");

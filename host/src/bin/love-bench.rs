@@ -359,7 +359,7 @@ impl SalSource for LoadSource {
         "love-bench load generator"
     }
 
-    fn subscribe(&self, component: &str, _index: i64, tx: SampleTx) -> Result<(), SalError> {
+    fn subscribe(&self, component: &str, _index: i64, _history: bool, tx: SampleTx) -> Result<(), SalError> {
         self.subs.lock().unwrap().insert(component.to_string(), tx);
         Ok(())
     }
@@ -491,8 +491,8 @@ impl SalSource for SummitSource {
         "sim + fast telemetry"
     }
 
-    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
-        self.sim.subscribe(component, index, tx.clone())?;
+    fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
+        self.sim.subscribe(component, index, history, tx.clone())?;
         if let Some((name, hz, cat)) = self.fast.iter().find(|(n, _, _)| n == component) {
             let mut started = self.started.lock().unwrap();
             if !started.contains(name) {

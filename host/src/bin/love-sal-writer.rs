@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
             SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone()).with_identity(&identity),
         );
         let (tx, mut rx) = mpsc::channel(10_000);
-        sim.subscribe(&c.name, c.index, tx)?;
+        sim.subscribe(&c.name, c.index, true, tx)?;
         let w = writer.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(m) = rx.recv().await {

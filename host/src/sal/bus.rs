@@ -43,9 +43,9 @@ impl Bus {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Deliver matching samples to `tx`: first the latest event of each topic published so
-    /// far (oldest first), then every new one. Must run inside a tokio runtime.
-    pub fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
+    /// Deliver matching samples to `tx`: with `history` first the latest event of each topic
+    /// published so far (oldest first), then every new one. Must run inside a tokio runtime.
+    pub fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| SalError::Other(format!("subscribing {component}:{index}: no tokio runtime")))?;
         let (queue, mut rx) = mpsc::unbounded_channel::<Arc<InputMsg>>();
@@ -54,7 +54,7 @@ impl Bus {
             let mut hist: Vec<&Arc<InputMsg>> = st
                 .history
                 .values()
-                .filter(|m| route_matches(component, index, &m.sample.component, m.sample.sal_index))
+                .filter(|m| history && route_matches(component, index, &m.sample.component, m.sample.sal_index))
                 .collect();
             hist.sort_by_key(|m| m.sample.seq);
             for m in hist {
@@ -129,9 +129,9 @@ mod tests {
         let (tx_all, mut all) = mpsc::channel(16);
         let (tx_one, mut one) = mpsc::channel(16);
         let (tx_other, mut other) = mpsc::channel(16);
-        bus.subscribe("Script", 0, tx_all).unwrap();
-        bus.subscribe("Script", 100002, tx_one).unwrap();
-        bus.subscribe("ATDome", 0, tx_other).unwrap();
+        bus.subscribe("Script", 0, true, tx_all).unwrap();
+        bus.subscribe("Script", 100002, true, tx_one).unwrap();
+        bus.subscribe("ATDome", 0, true, tx_other).unwrap();
         bus.publish(msg("Script", 100002, "heartbeat", TopicKind::EVENT));
 
         let got: Vec<(i64, String)> = [all.recv().await, all.recv().await, all.recv().await]
@@ -146,17 +146,25 @@ mod tests {
 
         bus.forget("Script", 100002);
         let (tx_late, mut late) = mpsc::channel(16);
-        bus.subscribe("Script", 0, tx_late).unwrap();
+        bus.subscribe("Script", 0, true, tx_late).unwrap();
         assert_eq!(late.recv().await.unwrap().sample.sal_index, 100001);
         tokio::task::yield_now().await;
         assert!(late.try_recv().is_err());
+
+        // Without history: only what is published from now on.
+        let (tx_live, mut live) = mpsc::channel(16);
+        bus.subscribe("Script", 0, false, tx_live).unwrap();
+        bus.publish(msg("Script", 100003, "logMessage", TopicKind::EVENT));
+        assert_eq!(live.recv().await.unwrap().sample.sal_index, 100003);
+        tokio::task::yield_now().await;
+        assert!(live.try_recv().is_err());
     }
 
     #[tokio::test]
     async fn closed_subscribers_are_dropped() {
         let bus = Bus::new();
         let (tx, rx) = mpsc::channel(1);
-        bus.subscribe("ATDome", 0, tx).unwrap();
+        bus.subscribe("ATDome", 0, true, tx).unwrap();
         assert_eq!(bus.subscriber_count(), 1);
         drop(rx);
         bus.publish(msg("ATDome", 0, "heartbeat", TopicKind::EVENT));

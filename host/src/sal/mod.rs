@@ -65,9 +65,11 @@ pub trait SalSource: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// Deliver the samples of `component`:`index` to `tx` from now on. Index 0 on an indexed
-    /// component means every index, as salobj. The latest historical sample of each event
-    /// (salobj's late-joiner read) is delivered first.
-    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError>;
+    /// component means every index, as salobj. With `history`, the latest historical sample of
+    /// each event (salobj's late-joiner read) is delivered first; without, only what is
+    /// published from now on (the scriptqueue's subscription to every script: events of
+    /// scripts from before its start must not look new).
+    fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError>;
 
     /// Send a command and wait for its final acknowledgement (or the timeout).
     fn command(
@@ -93,8 +95,8 @@ impl<T: SalSource + ?Sized> SalSource for Arc<T> {
         (**self).name()
     }
 
-    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
-        (**self).subscribe(component, index, tx)
+    fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
+        (**self).subscribe(component, index, history, tx)
     }
 
     fn command(

@@ -403,11 +403,11 @@ impl<S: SalSource> SalSource for RecordingSource<S> {
         self.inner.name()
     }
 
-    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
+    fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| SalError::Other(format!("recording {component}:{index}: no tokio runtime")))?;
         let (tap, mut rx) = mpsc::channel::<Arc<InputMsg>>(1024);
-        self.inner.subscribe(component, index, tap)?;
+        self.inner.subscribe(component, index, history, tap)?;
         let recorder = self.recorder.clone();
         handle.spawn(async move {
             while let Some(m) = rx.recv().await {
@@ -576,8 +576,8 @@ impl SalSource for ReplaySource {
         "replay"
     }
 
-    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
-        self.inner.bus.subscribe(component, index, tx)?;
+    fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
+        self.inner.bus.subscribe(component, index, history, tx)?;
         self.start()
     }
 
@@ -760,7 +760,7 @@ mod tests {
         let opts = ReplayOptions { speed: 1e-300, strict: true, start_delay: 1e20 };
         let replay = ReplaySource::open(&path, opts, l).unwrap();
         let (tx, mut rx) = mpsc::channel(10);
-        replay.subscribe("ATDome", 0, tx).unwrap();
+        replay.subscribe("ATDome", 0, true, tx).unwrap();
         tokio::time::timeout(Duration::from_secs(10 * MAX_SECONDS as u64), replay.finished())
             .await
             .expect("the replay finishes");
@@ -780,13 +780,13 @@ mod tests {
         let mut rxs = Vec::new();
         for (c, i) in subs {
             let (tx, rx) = mpsc::channel(100_000);
-            rec.subscribe(c, i, tx).unwrap();
+            rec.subscribe(c, i, true, tx).unwrap();
             rxs.push(rx);
         }
         // a second, late subscriber: its history must not be recorded twice
         let (tx, mut late) = mpsc::channel(100_000);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        rec.subscribe("ATDome", 0, tx).unwrap();
+        rec.subscribe("ATDome", 0, true, tx).unwrap();
         tokio::time::sleep(Duration::from_secs(15)).await;
         trigger.trigger();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -814,7 +814,7 @@ mod tests {
             let mut rxs = Vec::new();
             for (c, i) in subs {
                 let (tx, rx) = mpsc::channel(100_000);
-                replay.subscribe(c, i, tx).unwrap();
+                replay.subscribe(c, i, true, tx).unwrap();
                 rxs.push(rx);
             }
             let begin = tokio::time::Instant::now();

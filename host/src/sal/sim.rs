@@ -230,9 +230,9 @@ impl SalSource for SimSource {
         "sim"
     }
 
-    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
+    fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
         self.ensure_running(component, index)?;
-        self.inner.bus.subscribe(component, index, tx)
+        self.inner.bus.subscribe(component, index, history, tx)
     }
 
     fn command(&self, cmd: SalCommand) -> Pin<Box<dyn Future<Output = CommandAck> + Send + 'static>> {
@@ -1286,7 +1286,7 @@ mod tests {
     async fn start_events_heartbeat_and_stamps() {
         let (sim, _t) = sim(1);
         let (tx, mut rx) = mpsc::channel(1000);
-        sim.subscribe("ATDome", 0, tx).unwrap();
+        sim.subscribe("ATDome", 0, true, tx).unwrap();
         let got = collect(&mut rx, 30).await;
         let topics: Vec<&str> = got.iter().map(|m| m.sample.topic.as_str()).collect();
         assert_eq!(&topics[..3], ["summaryState", "logLevel", "softwareVersions"]);
@@ -1317,7 +1317,7 @@ mod tests {
         }
         // a late subscriber gets the start events as history
         let (tx2, mut rx2) = mpsc::channel(1000);
-        sim.subscribe("ATDome", 0, tx2).unwrap();
+        sim.subscribe("ATDome", 0, true, tx2).unwrap();
         let hist = collect(&mut rx2, 3).await;
         let topics: Vec<&str> = hist.iter().map(|m| m.sample.topic.as_str()).collect();
         assert!(
@@ -1332,10 +1332,10 @@ mod tests {
         for seed in [7, 7, 8] {
             let (sim, t) = sim(seed);
             let (tx, mut rx) = mpsc::channel(10_000);
-            sim.subscribe("ScriptQueue", 1, tx.clone()).unwrap();
-            sim.subscribe("Script", 0, tx.clone()).unwrap();
+            sim.subscribe("ScriptQueue", 1, true, tx.clone()).unwrap();
+            sim.subscribe("Script", 0, true, tx.clone()).unwrap();
             let (wtx, mut wrx) = mpsc::channel(10_000);
-            sim.subscribe("Watcher", 0, wtx).unwrap();
+            sim.subscribe("Watcher", 0, true, wtx).unwrap();
             let sq: Vec<String> = collect(&mut rx, 300).await.iter().map(|m| essence(m)).collect();
             let w: Vec<String> = collect(&mut wrx, 60).await.iter().map(|m| essence(m)).collect();
             t.trigger();
@@ -1349,7 +1349,7 @@ mod tests {
     async fn watcher_alarms_change() {
         let (sim, _t) = sim(3);
         let (tx, mut rx) = mpsc::channel(10_000);
-        sim.subscribe("Watcher", 0, tx).unwrap();
+        sim.subscribe("Watcher", 0, true, tx).unwrap();
         let got = collect(&mut rx, 400).await;
         let alarms: Vec<&Sample> = got.iter().map(|m| &m.sample).filter(|s| s.topic.as_str() == "alarm").collect();
         let get = |s: &Sample, n: &str| s.fields.iter().find(|f| f.name.as_str() == n).unwrap().value.clone();
@@ -1370,8 +1370,8 @@ mod tests {
     async fn script_queue_runs_scripts_and_answers_show_schema() {
         let (sim, _t) = sim(5);
         let (tx, mut rx) = mpsc::channel(100_000);
-        sim.subscribe("ScriptQueue", 0, tx.clone()).unwrap();
-        sim.subscribe("Script", 0, tx).unwrap();
+        sim.subscribe("ScriptQueue", 0, true, tx.clone()).unwrap();
+        sim.subscribe("Script", 0, true, tx).unwrap();
         assert_eq!(sim.simulated(), [("ScriptQueue".to_string(), 1)]);
         let got = collect(&mut rx, 1500).await;
         let sq: Vec<&Sample> =
@@ -1400,7 +1400,7 @@ mod tests {
 
         // showSchema: configSchema event then COMPLETE; an unknown path fails.
         let (tx2, mut rx2) = mpsc::channel(1000);
-        sim.subscribe("ScriptQueue", 1, tx2).unwrap();
+        sim.subscribe("ScriptQueue", 1, true, tx2).unwrap();
         let cmd = |path: &str| SalCommand {
             component: "ScriptQueue".into(),
             index: 1,
@@ -1432,7 +1432,7 @@ mod tests {
     async fn state_commands_and_unknown_components() {
         let (sim, _t) = sim(9);
         let (tx, mut rx) = mpsc::channel(10_000);
-        sim.subscribe("MTHexapod", 1, tx).unwrap();
+        sim.subscribe("MTHexapod", 1, true, tx).unwrap();
         collect(&mut rx, 3).await;
         let cmd = |name: &str| SalCommand {
             component: "MTHexapod".into(),
@@ -1453,7 +1453,7 @@ mod tests {
         }
         assert!(saw);
         let (tx, _rx) = mpsc::channel(10);
-        assert!(matches!(sim.subscribe("NoSuchCsc", 0, tx), Err(SalError::UnknownComponent(_))));
+        assert!(matches!(sim.subscribe("NoSuchCsc", 0, true, tx), Err(SalError::UnknownComponent(_))));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1461,7 +1461,7 @@ mod tests {
         let (sim, _t) = sim(2);
         let sim = sim.with_heartbeat_stops(vec![HeartbeatStop::parse("Test@3").unwrap()]);
         let (tx, mut rx) = mpsc::channel(100_000);
-        sim.subscribe("Test", 0, tx).unwrap();
+        sim.subscribe("Test", 0, true, tx).unwrap();
         tokio::time::sleep(Duration::from_secs_f64(10.5)).await;
         let mut beats = 0;
         while let Ok(m) = rx.try_recv() {
@@ -1475,7 +1475,7 @@ mod tests {
         // stop/resume by API
         let (tx, mut rx) = mpsc::channel(100_000);
         let (sim2, _t2) = self::sim(2);
-        sim2.subscribe("Watcher", 0, tx).unwrap();
+        sim2.subscribe("Watcher", 0, true, tx).unwrap();
         tokio::time::sleep(Duration::from_millis(2500)).await;
         sim2.stop_heartbeat("Watcher", 0);
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1496,7 +1496,7 @@ mod tests {
                 continue;
             }
             let (tx, mut rx) = mpsc::channel(100_000);
-            sim.subscribe(name, 0, tx).unwrap();
+            sim.subscribe(name, 0, true, tx).unwrap();
             let cat = xml.component(name).unwrap();
             let want = 2 + cat.telemetry.len();
             for m in collect(&mut rx, want).await {

@@ -863,7 +863,7 @@ impl ScriptQueueProducer {
     fn on_start(&mut self, now: f64, out: &mut Actions) {
         if !self.subscribed {
             self.subscribed = true;
-            out.subscribe_sal(SCRIPT, 0);
+            out.subscribe_sal_live(SCRIPT, 0);
         }
         if self.state.next_script_heartbeat.is_none() {
             self.state.next_script_heartbeat = Some(now);

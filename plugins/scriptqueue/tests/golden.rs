@@ -63,7 +63,9 @@ fn start_driver() -> TestDriver {
     let mut d = TestDriver::create(ScriptQueueProducer::create, &cfg).unwrap();
     let actions = d.input(Input::Start, T0).unwrap();
     assert!(
-        actions.iter().any(|a| matches!(a, Action::SubscribeSal { component, index: 0 } if component == "Script")),
+        actions.iter().any(
+            |a| matches!(a, Action::SubscribeSal { component, index: 0, history: false } if component == "Script")
+        ),
         "Start subscribes to Script:0: {actions:?}"
     );
     assert!(sends(&actions).is_empty());

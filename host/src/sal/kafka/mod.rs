@@ -30,8 +30,8 @@
 //!   one telemetry sample per topic and salIndex per interval: the newest.
 //! - Out-of-order samples (a `private_sndStamp` older than the last delivered one of the same
 //!   topic and salIndex) are dropped, as salobj does.
-//! - Index 0 on an indexed component means every index. A subscription to every index of
-//!   `Script` gets no history (see [`wants_history`]).
+//! - Index 0 on an indexed component means every index. A subscription without history (the
+//!   scriptqueue's to every `Script`) gets neither the late-joiner read nor the kept events.
 //! - What is kept per salIndex (the latest events, the last `private_sndStamp` of each topic) is
 //!   forgotten once the index has been silent for [`INDEX_TTL`], and at most [`MAX_INDICES`]
 //!   indices are kept per component: `Script` gets a new salIndex for every run.
@@ -226,25 +226,10 @@ pub const REGISTRY_RETRY_MAX: Duration = Duration::from_secs(30);
 /// The first wait before fetching a schema again after the registry was unreachable.
 const REGISTRY_RETRY_MIN: Duration = Duration::from_millis(500);
 
-/// Components whose subscriptions to every index (index 0) get no history: neither the
-/// late-joiner read of the topic readers nor the latest events kept for later subscribers.
-///
-/// The ScriptQueue producer subscribes to `Script` at index 0 and must not see Script events
-/// from before it started (love-protocol: "Script events that happened before the producer
-/// started are not replayed"): an old `logMessage` would be shown as new, and an old `heartbeat`
-/// would reset the lost count of a script that died long ago. salobj's LOVE producer gets this
-/// by not asking its Script remote for history; the [`SalSource`] trait has no per-subscription
-/// history option, so the rule lives here.
-const NO_HISTORY_ALL_INDICES: &[&str] = &["Script"];
-
-/// Whether a subscription to `component`:`index` gets the history (salobj's late-joiner read).
-pub fn wants_history(component: &str, index: i64) -> bool {
-    !(index == 0 && NO_HISTORY_ALL_INDICES.contains(&component))
-}
-
 struct Sub {
     index: i64,
-    /// Whether samples from the late-joiner read are delivered ([`wants_history`]).
+    /// Whether samples from the late-joiner read and the kept events are delivered (the
+    /// subscriber asked for history).
     history: bool,
     queue: mpsc::Sender<Arc<InputMsg>>,
     /// Whether samples are being dropped for it now (logged once per episode).
@@ -1222,10 +1207,9 @@ impl SalSource for KafkaSource {
         ]
     }
 
-    fn subscribe(&self, component: &str, index: i64, tx: SampleTx) -> Result<(), SalError> {
+    fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
         let inner = &self.inner;
         let comp = inner.comp(component);
-        let history = wants_history(component, index);
         let qrx = {
             let mut st = lock(&comp.state);
             let cached = if history { st.history(index) } else { Vec::new() };
@@ -1452,14 +1436,10 @@ mod tests {
     }
 
     #[test]
-    fn script_all_indices_gets_no_history() {
-        assert!(!wants_history("Script", 0));
-        assert!(wants_history("Script", 100001));
-        assert!(wants_history("ScriptQueue", 0));
-        assert!(wants_history("ATDome", 0));
+    fn a_subscription_without_history_gets_only_live_samples() {
         let mut st = CompState { indexed: true, ..Default::default() };
-        let (all, mut all_rx) = sub(0, wants_history("Script", 0), 16);
-        let (one, mut one_rx) = sub(7, wants_history("Script", 7), 16);
+        let (all, mut all_rx) = sub(0, false, 16);
+        let (one, mut one_rx) = sub(7, true, 16);
         st.subs.push(all);
         st.subs.push(one);
         let old = msg(7, "heartbeat", TopicKind::EVENT);
