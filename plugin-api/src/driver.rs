@@ -197,6 +197,37 @@ pub mod golden {
         step["input"]["clock"].as_f64().unwrap_or(CLOCK)
     }
 
+    /// Feed one golden step to `driver` at `now` as the reference's harness did: its
+    /// "subscriptions" as Register, its "send_initial_data" as Connected, each of its
+    /// `sal_samples` (typed by `catalog`), its `manager_message`, and a Tick when its description
+    /// says "tick" or "polled". Returns the texts sent.
+    pub fn run_step(
+        driver: &mut super::TestDriver,
+        step: &J,
+        now: f64,
+        catalog: Option<&ComponentCatalog>,
+    ) -> Vec<String> {
+        use crate::sdk::Input;
+        let what = step["input"]["what"].as_str().unwrap_or("");
+        let mut sent = Vec::new();
+        if what.contains("subscriptions") {
+            sent.extend(driver.sent(Input::Register, now).expect("Register"));
+        }
+        if what.contains("send_initial_data") {
+            sent.extend(driver.sent(Input::Connected, now).expect("Connected"));
+        }
+        for s in step["sal_samples"].as_array().into_iter().flatten() {
+            sent.extend(driver.sample(&sample(s, catalog), now).expect("sample"));
+        }
+        if let Some(m) = step["input"].get("manager_message") {
+            sent.extend(driver.manager(&m.to_string(), now).expect("manager message"));
+        }
+        if what.contains("tick") || what.contains("polled") {
+            sent.extend(driver.sent(Input::Tick, now).expect("Tick"));
+        }
+        sent
+    }
+
     /// The step's expected outputs, parsed (NaN tokens as strings, as
     /// [`crate::json::parse_lenient`]), with a top-level `"producer_snd": "<producer_snd>"`
     /// replaced by `snd`.

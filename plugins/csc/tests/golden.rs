@@ -49,25 +49,7 @@ fn config(settings: &[(&str, &str)]) -> ProducerConfig {
 
 /// Feed one golden step's inputs and return what was sent (parsed).
 fn run_step(d: &mut TestDriver, step: &J, now: f64) -> Vec<J> {
-    let what = step["input"]["what"].as_str().unwrap_or("");
-    let cat = atdome();
-    let mut sent = Vec::new();
-    if what.contains("subscriptions") {
-        sent.extend(d.sent(Input::Register, now).unwrap());
-    }
-    if what.contains("send_initial_data") {
-        sent.extend(d.sent(Input::Connected, now).unwrap());
-    }
-    for s in step["sal_samples"].as_array().into_iter().flatten() {
-        sent.extend(d.sample(&golden::sample(s, Some(&cat)), now).unwrap());
-    }
-    if let Some(m) = step["input"].get("manager_message") {
-        sent.extend(d.manager(&m.to_string(), now).unwrap());
-    }
-    if what.contains("tick") || what.contains("polled") {
-        sent.extend(d.sent(Input::Tick, now).unwrap());
-    }
-    parse_all(&sent)
+    parse_all(&golden::run_step(d, step, now, Some(&atdome())))
 }
 
 #[test]

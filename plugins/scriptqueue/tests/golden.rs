@@ -23,23 +23,26 @@
 mod common;
 
 use common::*;
-use love_plugin_api::driver::TestDriver;
+use love_plugin_api::driver::{golden, TestDriver};
 use love_plugin_api::sdk::{Action, Input};
 use love_plugin_scriptqueue::ScriptQueueProducer;
 use serde_json::Value as J;
 
-fn golden() -> Vec<J> {
-    let path = shared_dir().join("spec/golden/scriptqueue.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+fn records() -> Vec<J> {
+    golden::load(&shared_dir().join("spec/golden/scriptqueue.jsonl"))
 }
 
 fn expected_of(rec: &J) -> Vec<J> {
+    golden::outputs(rec, T0)
+}
+
+/// The step's expected outputs as the reference's exact text, `producer_snd` filled in.
+fn expected_texts(rec: &J) -> Vec<String> {
     rec["outputs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| parse(&o.as_str().unwrap().replace("\"<producer_snd>\"", "1700000000.5")))
+        .map(|o| o.as_str().unwrap().replace("\"<producer_snd>\"", &T0.to_string()))
         .collect()
 }
 
@@ -80,7 +83,7 @@ fn fmt(msgs: &[J]) -> String {
 
 #[test]
 fn every_golden_case() {
-    let records = golden();
+    let records = records();
     assert_eq!(records.len(), 34, "golden file changed");
     let mut d = start_driver();
     let mut quirks_seen = Vec::new();
@@ -175,29 +178,17 @@ fn every_golden_case() {
 /// text, not only equal as JSON (the writer follows Python's json.dumps).
 #[test]
 fn wire_text_matches_reference_bytes() {
-    let records = golden();
+    let records = records();
     let mut d = start_driver();
     // Initial data before any event.
     let got = d.sent(Input::Connected, T0).unwrap();
-    let want: Vec<String> = records[1]["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o.as_str().unwrap().replace("\"<producer_snd>\"", "1700000000.5"))
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(got, expected_texts(&records[1]));
     // The queue event's streams and the live log message.
     let mut got = Vec::new();
     for s in records[5]["sal_samples"].as_array().unwrap() {
         got.extend(d.sample(&golden_sample(s), T0).unwrap());
     }
-    let want: Vec<String> = records[5]["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o.as_str().unwrap().replace("\"<producer_snd>\"", "1700000000.5"))
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(got, expected_texts(&records[5]));
     let mut got = Vec::new();
     for s in records[14]["sal_samples"].as_array().unwrap() {
         got.extend(d.sample(&golden_sample(s), T0).unwrap());

@@ -42,22 +42,7 @@ fn driver() -> TestDriver {
 }
 
 fn run_step(d: &mut TestDriver, step: &J) -> Vec<J> {
-    let what = step["input"]["what"].as_str().unwrap_or("");
-    let cat = watcher_catalog();
-    let mut sent = Vec::new();
-    if what.contains("subscriptions") {
-        sent.extend(d.sent(Input::Register, CLOCK).unwrap());
-    }
-    if what.contains("send_initial_data") {
-        sent.extend(d.sent(Input::Connected, CLOCK).unwrap());
-    }
-    for s in step["sal_samples"].as_array().into_iter().flatten() {
-        sent.extend(d.sample(&golden::sample(s, Some(&cat)), CLOCK).unwrap());
-    }
-    if let Some(m) = step["input"].get("manager_message") {
-        sent.extend(d.manager(&m.to_string(), CLOCK).unwrap());
-    }
-    parse_all(&sent)
+    parse_all(&golden::run_step(d, step, CLOCK, Some(&watcher_catalog())))
 }
 
 fn stream_message(alarms: &[(&str, &J)]) -> J {
