@@ -921,25 +921,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_producer_that_panics_on_every_start_keeps_restarting_and_stops_at_shutdown() {
-        let (trigger, shutdown) = crate::shutdown::channel();
-        let (events, _) = broadcast::channel(16);
-        let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events, connections: Default::default() });
-        let ctx = RuntimeContext {
-            outbox,
-            sal: Arc::new(FakeSal::default()),
-            catalog: Arc::new(|_| None),
-            settings: RuntimeSettings { max_restart_backoff: Duration::from_secs(30), ..Default::default() },
-            shutdown,
-        };
-        let spec = ProducerSpec {
-            component: ComponentName { name: "Broken".into(), index: 0 },
-            producer_type: "broken".into(),
-            label: "broken 1.0.0".into(),
-            create: Arc::new(|_| Ok(into_producer_box(PanicsOnStart))),
-            config: ProducerConfig::default(),
-            subscribe_own: false,
-        };
-        let handle = spawn_producer(spec, ctx).unwrap();
+        let (trigger, _, _, handle) = setup_with(Arc::new(|_| Ok(into_producer_box(PanicsOnStart))));
         wait_for(|| handle.status.restarts.load(Ordering::Relaxed) >= 2).await;
         assert!(handle.status.panics.load(Ordering::Relaxed) >= 2);
         // The next backoff is a second or more: shutdown does not wait for it.
@@ -948,6 +930,14 @@ mod tests {
     }
 
     fn setup() -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
+        setup_with(Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count" }))))
+    }
+
+    /// A producer of `create` serving `Counter` with fake link and source (snapshots every
+    /// 20 ms, default restart backoff).
+    fn setup_with(
+        create: CreateFn,
+    ) -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (events, _) = broadcast::channel(16);
         let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events, connections: Default::default() });
@@ -963,7 +953,7 @@ mod tests {
             component: ComponentName { name: "Counter".into(), index: 0 },
             producer_type: "counter".into(),
             label: "counter 1.0.0".into(),
-            create: Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count" }))),
+            create,
             config: ProducerConfig::default(),
             subscribe_own: true,
         };
