@@ -1,7 +1,7 @@
 //! The binary's commands, over the library.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,11 +56,19 @@ pub fn list_plugins(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn init_logging(args: &RunArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level.directive()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = log_colour(args.log_format, std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// Whether log lines get ANSI colours: only text lines for a person at a terminal, so a file,
+/// a pipe or the journal never gets escape sequences; `NO_COLOR` set to anything but the empty
+/// string turns them off (no-color.org).
+pub fn log_colour(format: LogFormat, stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    format == LogFormat::Text && stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Everything decided before anything starts: the place where bad configuration is refused.
@@ -122,26 +130,12 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             PluginRegistry::default()
         }
     };
-    let catalog = match &args.xml_dir {
-        Some(dir) => {
-            let (cat, errors) = TopicCatalog::load_dir(dir)
-                .with_context(|| format!("loading the topic catalog from {}", dir.display()))?;
-            for e in &errors {
-                warn!("topic catalog: {e}");
-            }
-            info!("topic catalog: {} components from {}", cat.len(), dir.display());
-            cat
-        }
-        None => {
-            let cat = TopicCatalog::builtin();
-            info!(
-                "topic catalog: built-in ({} components: {}); use --xml-dir for any CSC",
-                cat.len(),
-                cat.names().join(", ")
-            );
-            cat
-        }
-    };
+    let loaded = crate::topics::load(args.xml_dir.as_deref())?;
+    for e in &loaded.problems {
+        warn!("topic catalog: {e}");
+    }
+    let catalog = loaded.catalog;
+    info!(catalog = %loaded.source, "topic catalog: {} ({} components)", loaded.source, catalog.len());
     let mut assignments = Vec::new();
     for c in &components {
         let a = assign(c, &overrides, &registry, catalog.component(&c.name))?;
@@ -626,5 +620,19 @@ async fn open_source(
             Ok((Arc::new(RecordingSource::new(source, recorder.clone())), Some(recorder)))
         }
         None => Ok((source, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_for_text_at_a_terminal_without_no_color() {
+        assert!(log_colour(LogFormat::Text, true, None));
+        assert!(log_colour(LogFormat::Text, true, Some("".into())), "an empty NO_COLOR does not count");
+        assert!(!log_colour(LogFormat::Text, true, Some("1".into())));
+        assert!(!log_colour(LogFormat::Text, false, None), "a pipe, file or journal");
+        assert!(!log_colour(LogFormat::Json, true, None));
     }
 }

@@ -31,6 +31,19 @@ pub enum Command {
         #[arg(long, env = "LOVE_PLUGIN_DIR")]
         plugin_dir: PathBuf,
     },
+    /// Show the topic catalog in force: its components; a component's topics; a topic's fields
+    /// with types, array lengths and units.
+    Catalog {
+        /// A component (`ATDome`); without it, every component is listed.
+        component: Option<String>,
+        /// A topic of the component (`position`; `evt_`, `tel_` or `cmd_` picks the kind when
+        /// a name is both an event and a telemetry topic); without it, the component's topics.
+        topic: Option<String>,
+        /// ts_xml interface directory (`sal_interfaces`) to read instead of the built-in
+        /// catalog.
+        #[arg(long, env = "TS_XML_DIR")]
+        xml_dir: Option<PathBuf>,
+    },
 }
 
 /// Log levels by name or by the original's numbers (10 debug, 20 info, 30 warning, 40 error).
@@ -191,7 +204,7 @@ pub struct RunArgs {
     pub sal: Option<SalArg>,
 
     /// ts_xml interface directory (`sal_interfaces`) for the topic catalog. Default: the
-    /// built-in catalog of a few components.
+    /// built-in catalog, every component of the ts_xml release it was generated from.
     #[arg(long, env = "TS_XML_DIR")]
     pub xml_dir: Option<PathBuf>,
 
@@ -270,6 +283,14 @@ mod tests {
         assert_eq!(cli.run.component_args(), ["ATDome", "Watcher"]);
         let cli = Cli::try_parse_from(["love-host", "plugins", "--plugin-dir", "/tmp"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Plugins { .. })));
+        let cli = Cli::try_parse_from(["love-host", "catalog", "ATDome", "position", "--xml-dir", "/x"]).unwrap();
+        match cli.command {
+            Some(Command::Catalog { component, topic, xml_dir }) => {
+                assert_eq!((component.as_deref(), topic.as_deref()), (Some("ATDome"), Some("position")));
+                assert_eq!(xml_dir, Some(PathBuf::from("/x")));
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(Cli::try_parse_from(["love-host", "--log-level", "loud"]).is_err());
     }
 }

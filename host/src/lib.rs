@@ -16,6 +16,7 @@ pub mod sal;
 pub mod shutdown;
 #[cfg(test)]
 mod testutil;
+pub mod topics;
 
 /// The allocator of every program built on this library (the binaries, the benches, the
 /// tests). Samples are allocated by the SAL reader's thread and freed by the producers'; glibc's

@@ -13,13 +13,26 @@ fn main() -> std::process::ExitCode {
     cli.run.links = links;
     let result = match &cli.command {
         Some(Command::Plugins { plugin_dir }) => love_host::app::list_plugins(plugin_dir, &mut std::io::stdout()),
+        Some(Command::Catalog { component, topic, xml_dir }) => love_host::topics::show(
+            xml_dir.as_deref(),
+            component.as_deref(),
+            topic.as_deref(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
         None => love_host::app::run(cli.run),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A listing piped into `head` stops being read: not an error.
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("love-host: error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }

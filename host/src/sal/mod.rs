@@ -4,7 +4,6 @@
 //! [`InputMsg`]s of kind `SAMPLE` behind an `Arc`, so one sample routed to several producers is
 //! built once.
 
-mod builtin;
 pub mod bus;
 pub mod catalog;
 pub mod kafka;
