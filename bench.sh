@@ -57,11 +57,6 @@ echo "== love-bench: throughput, 200k samples/s offered (10 producers x 10 topic
 echo "== love-bench: many producers, 1000 x 2 topics x 5 Hz = 10k/s"
 "$BIN/love-bench" --plugin-dir "$BIN" --producers 1000 --topics 2 --rate 5 "${LB[@]}"
 
-XML="${TS_XML_DIR:-../shared/ts_xml/sal_interfaces}"
-if [ -d "$XML" ]; then
-  echo "== love-bench --summit: the summit's components on the simulator"
-  "$BIN/love-bench" --plugin-dir "$BIN" --summit --xml-dir "$XML" "${LB[@]}"
-else
-  echo "== love-bench --summit skipped: no ts_xml interfaces at $XML (set TS_XML_DIR)"
-fi
+echo "== love-bench --summit: the summit's components on the simulator (built-in catalog)"
+"$BIN/love-bench" --plugin-dir "$BIN" --summit "${LB[@]}"
 echo "== done; load $(cut -d' ' -f1-3 /proc/loadavg)"

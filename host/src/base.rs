@@ -230,8 +230,7 @@ mod tests {
     const CLOCK: f64 = 1_700_000_000.5;
 
     fn golden(file: &str) -> Vec<J> {
-        let path =
-            love_plugin_api::driver::golden::shared_dir(env!("CARGO_MANIFEST_DIR")).join("spec/golden").join(file);
+        let path = crate::testutil::golden_path(file);
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .lines()

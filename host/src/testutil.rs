@@ -1,17 +1,9 @@
-//! Paths to the shared specification data used by unit tests.
+//! Paths to the test data the repository carries.
 #![cfg(test)]
 
 use std::path::PathBuf;
 
-/// `<repo>/../shared`, or `$LOVE_SHARED_DIR`.
-pub fn shared_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("LOVE_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
-
-/// A golden vector file.
+/// A golden vector file of the reference (`tests/golden`).
 pub fn golden_path(name: &str) -> PathBuf {
-    shared_dir().join("spec/golden").join(name)
+    love_plugin_api::driver::golden::golden_dir(env!("CARGO_MANIFEST_DIR")).join(name)
 }

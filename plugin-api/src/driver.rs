@@ -149,7 +149,7 @@ impl TestDriver {
 }
 
 /// Helpers for conformance tests against the reference's golden vectors
-/// (`shared/spec/golden/*.jsonl`, see its README): turning a record's `sal_samples` into
+/// (`tests/golden/*.jsonl` of the love-host repository, see its README): turning a record's `sal_samples` into
 /// [`Sample`]s typed by the topic catalog, its `outputs` into parsed JSON with the
 /// `"<producer_snd>"` placeholder replaced, and a strict comparison that keeps int vs float
 /// distinct and checks key order.
@@ -162,9 +162,19 @@ pub mod golden {
     /// The reference harness's frozen clock.
     pub const CLOCK: f64 = 1_700_000_000.5;
 
-    /// The project's `shared/` directory (spec, golden vectors, ts_xml): `$LOVE_SHARED_DIR` when
-    /// set (as `test.sh` does), else the first `shared/` with `spec/golden` beside an ancestor
-    /// of `manifest_dir` (pass `env!("CARGO_MANIFEST_DIR")`).
+    /// The reference's golden vectors in the love-host repository (`tests/golden`): the first
+    /// ancestor of `manifest_dir` (pass `env!("CARGO_MANIFEST_DIR")`) that holds them.
+    pub fn golden_dir(manifest_dir: &str) -> std::path::PathBuf {
+        std::path::Path::new(manifest_dir)
+            .ancestors()
+            .map(|a| a.join("tests/golden"))
+            .find(|g| g.join("README.md").is_file())
+            .unwrap_or_else(|| panic!("no tests/golden (the reference's golden vectors) above {manifest_dir}"))
+    }
+
+    /// The project's former `shared/` directory: `$LOVE_SHARED_DIR`, else the first `shared/`
+    /// with `spec/golden` beside an ancestor of `manifest_dir`.
+    #[deprecated(note = "the golden vectors live in the repository: use golden_dir")]
     pub fn shared_dir(manifest_dir: &str) -> std::path::PathBuf {
         if let Some(dir) = std::env::var_os("LOVE_SHARED_DIR") {
             return dir.into();

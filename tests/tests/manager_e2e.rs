@@ -30,7 +30,7 @@ fn subscribed(mgr: &FakeManager) -> bool {
 /// Golden `csc.jsonl` "request summaryState": the reply's shape (envelope keys and FIELDS keys
 /// with their dataType and units) must be the reference's.
 fn golden_summary_state_reply() -> Value {
-    let text = std::fs::read_to_string(shared_dir().join("spec/golden/csc.jsonl")).unwrap();
+    let text = std::fs::read_to_string(golden_path("csc.jsonl")).unwrap();
     let rec: Value = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

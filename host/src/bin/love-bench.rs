@@ -13,7 +13,7 @@
 //!   sample in, one `event` message out), so throughput is not capped by the 2-s telemetry
 //!   cadence. The host runtime gets `--threads` worker threads (default 1: "one core").
 //! - **summit** (`--summit`): the ~104 components of the summit (issue 10) on the embedded
-//!   simulator (`SimSource`, ts_xml catalog from `--xml-dir`) with the plugins of
+//!   simulator (`SimSource`, the built-in ts_xml catalog or `--xml-dir`'s) with the plugins of
 //!   `--plugin-dir` chosen by the factory as the binary does, plus MTM1M3 telemetry at
 //!   `--m1m3-hz` (50 Hz) from a generator of this bench (the simulator publishes every
 //!   telemetry topic at 1 Hz). Runtime: as the binary (`--threads` default: all cores).
@@ -89,9 +89,9 @@ struct Args {
     /// Run the summit's component set on the simulator instead of the load generator.
     #[arg(long)]
     summit: bool,
-    /// Summit mode: the ts_xml interface directory.
-    #[arg(long, default_value = "../shared/ts_xml/sal_interfaces")]
-    xml_dir: PathBuf,
+    /// Summit mode: a ts_xml interface directory (default: the built-in catalog).
+    #[arg(long)]
+    xml_dir: Option<PathBuf>,
     /// Summit mode: MTM1M3 telemetry rate (Hz) added to the simulator's 1 Hz; 0 = off.
     #[arg(long, default_value_t = 50.0)]
     m1m3_hz: f64,
@@ -786,9 +786,8 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
     let warmup = args.warmup.unwrap_or(if args.quick { 0.5 } else { 5.0 });
     let components = summit_components()?;
     let t = Instant::now();
-    let (catalog, errors) = TopicCatalog::load_dir(&args.xml_dir)
-        .with_context(|| format!("loading the ts_xml catalog from {}", args.xml_dir.display()))?;
-    let catalog = Arc::new(catalog);
+    let loaded = love_host::topics::load(args.xml_dir.as_deref())?;
+    let (catalog, errors) = (Arc::new(loaded.catalog), loaded.problems);
     let report_dir =
         scan_dir(&args.plugin_dir).with_context(|| format!("plugin directory {}", args.plugin_dir.display()))?;
     for e in &report_dir.refused {
@@ -807,10 +806,10 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
     let unknown: Vec<String> =
         components.iter().filter(|c| catalog.component(&c.name).is_none()).map(|c| c.to_string()).collect();
     println!(
-        "love-bench summit: {} components ({}) on the simulator, ts_xml catalog {} ({} components, {} load problems, {:.1} s); MTM1M3 telemetry +{} Hz; host runtime {} worker thread(s)",
+        "love-bench summit: {} components ({}) on the simulator, topic catalog {} ({} components, {} load problems, {:.1} s); MTM1M3 telemetry +{} Hz; host runtime {} worker thread(s)",
         components.len(),
         by_type.iter().map(|(t, n)| format!("{n} {t}")).collect::<Vec<_>>().join(", "),
-        args.xml_dir.display(),
+        loaded.source,
         catalog.len(),
         errors.len(),
         t.elapsed().as_secs_f64(),

@@ -1,12 +1,9 @@
 //! Conformance of the csc producer with the reference's golden vectors (`csc.jsonl`), fed
-//! through the SDK's test driver with the ATDome catalog loaded from ts_xml. Outputs are
+//! through the SDK's test driver with the ATDome catalog of the built-in ts_xml catalog. Outputs are
 //! compared as parsed JSON, int vs float distinct, key order included. Deliberate differences
 //! are named by quirk.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-use love_host::sal::catalog::TopicCatalog;
+use love_catalog::TopicCatalog;
 use love_plugin_api::catalog::ComponentCatalog;
 use love_plugin_api::csc::CscCore;
 use love_plugin_api::driver::golden::{self, assert_all_same, parse_all, CLOCK};
@@ -15,25 +12,12 @@ use love_plugin_api::sdk::{Input, ProducerConfig};
 use love_plugin_csc::CscProducer;
 use serde_json::Value as J;
 
-fn shared() -> PathBuf {
-    golden::shared_dir(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn catalog() -> &'static TopicCatalog {
-    static CAT: OnceLock<TopicCatalog> = OnceLock::new();
-    CAT.get_or_init(|| {
-        let (cat, errors) = TopicCatalog::load_dir(&shared().join("ts_xml/sal_interfaces")).expect("ts_xml");
-        assert!(cat.component("ATDome").is_some(), "ATDome in the catalog ({} load errors)", errors.len());
-        cat
-    })
-}
-
 fn atdome() -> ComponentCatalog {
-    catalog().component("ATDome").expect("ATDome").clone()
+    TopicCatalog::builtin().component("ATDome").expect("ATDome").clone()
 }
 
 fn records() -> Vec<J> {
-    golden::load(&shared().join("spec/golden/csc.jsonl"))
+    golden::load(&golden::golden_dir(env!("CARGO_MANIFEST_DIR")).join("csc.jsonl"))
 }
 
 fn config(settings: &[(&str, &str)]) -> ProducerConfig {
@@ -196,7 +180,7 @@ fn topic_identified_by_arrival_not_rev_code() {
 /// FIELDS start with the sample's own salIndex.
 #[test]
 fn indexed_component_index_zero_labels_zero() {
-    let cat = catalog().component("MTHexapod").expect("MTHexapod").clone();
+    let cat = TopicCatalog::builtin().component("MTHexapod").expect("MTHexapod").clone();
     assert!(cat.indexed);
     let cfg = ProducerConfig {
         component: "MTHexapod".into(),

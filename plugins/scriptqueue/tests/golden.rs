@@ -1,5 +1,5 @@
 //! Conformance of the scriptqueue producer with the reference's golden vectors
-//! (`shared/spec/golden/scriptqueue.jsonl`), through the SDK test driver (the same stable
+//! (`tests/golden/scriptqueue.jsonl`), through the SDK test driver (the same stable
 //! boundary the host uses).
 //!
 //! Every golden step is replayed in file order on ONE producer: the harness ran the
@@ -29,7 +29,7 @@ use love_plugin_scriptqueue::ScriptQueueProducer;
 use serde_json::Value as J;
 
 fn records() -> Vec<J> {
-    golden::load(&shared_dir().join("spec/golden/scriptqueue.jsonl"))
+    golden::load(&golden_path("scriptqueue.jsonl"))
 }
 
 fn expected_of(rec: &J) -> Vec<J> {

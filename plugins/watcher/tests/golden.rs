@@ -1,12 +1,9 @@
 //! Conformance of the watcher producer with the reference's golden vectors (`watcher.jsonl`),
-//! through the SDK's test driver with the Watcher catalog loaded from ts_xml. Outputs are
+//! through the SDK's test driver with the Watcher catalog of the built-in ts_xml catalog. Outputs are
 //! compared as parsed JSON, int vs float distinct, key order included. Quirk 10 is fixed: the
 //! alarms stream is also pushed after every alarm that changes it.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-use love_host::sal::catalog::TopicCatalog;
+use love_catalog::TopicCatalog;
 use love_plugin_api::catalog::ComponentCatalog;
 use love_plugin_api::driver::golden::{self, assert_all_same, assert_same, parse_all, CLOCK};
 use love_plugin_api::driver::TestDriver;
@@ -14,16 +11,8 @@ use love_plugin_api::sdk::{Input, ProducerConfig};
 use love_plugin_watcher::WatcherProducer;
 use serde_json::Value as J;
 
-fn shared() -> PathBuf {
-    golden::shared_dir(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn watcher_catalog() -> ComponentCatalog {
-    static CAT: OnceLock<TopicCatalog> = OnceLock::new();
-    CAT.get_or_init(|| TopicCatalog::load_dir(&shared().join("ts_xml/sal_interfaces")).expect("ts_xml").0)
-        .component("Watcher")
-        .expect("Watcher in the catalog")
-        .clone()
+    TopicCatalog::builtin().component("Watcher").expect("Watcher in the catalog").clone()
 }
 
 fn driver() -> TestDriver {
@@ -55,7 +44,7 @@ fn stream_message(alarms: &[(&str, &J)]) -> J {
 
 #[test]
 fn watcher_golden_cases() {
-    let recs = golden::load(&shared().join("spec/golden/watcher.jsonl"));
+    let recs = golden::load(&golden::golden_dir(env!("CARGO_MANIFEST_DIR")).join("watcher.jsonl"));
     let steps = golden::case(&recs, "Watcher:0");
     assert_eq!(steps.len(), 9);
     let mut d = driver();
@@ -98,7 +87,7 @@ fn watcher_golden_cases() {
 
 #[test]
 fn other_requests_and_snapshot() {
-    let recs = golden::load(&shared().join("spec/golden/watcher.jsonl"));
+    let recs = golden::load(&golden::golden_dir(env!("CARGO_MANIFEST_DIR")).join("watcher.jsonl"));
     let steps = golden::case(&recs, "Watcher:0");
     let mut d = driver();
     for step in &steps[..6] {

@@ -11,14 +11,9 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// `<repo>/../shared`, or `$LOVE_SHARED_DIR`.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("LOVE_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"))
-}
-
-/// The ts_xml interface directory.
-pub fn xml_dir() -> PathBuf {
-    shared_dir().join("ts_xml/sal_interfaces")
+/// A golden vector file of the reference (`tests/golden`).
+pub fn golden_path(name: &str) -> PathBuf {
+    repo_root().join("tests/golden").join(name)
 }
 
 /// The target directory and profile directory name this test binary was built into.

@@ -1,11 +1,11 @@
-//! Helpers shared by the scriptqueue tests: the ts_xml catalogs, samples built from golden
+//! Helpers shared by the scriptqueue tests: the built-in ts_xml catalogs, samples built from golden
 //! records or by hand, and JSON comparison that keeps key order and int vs float.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use love_host::sal::catalog::TopicCatalog;
+use love_catalog::TopicCatalog;
 use love_plugin_api::abi::{Field, PrivateStamps, Sample, TopicKind, Value};
 use love_plugin_api::catalog::{ComponentCatalog, FieldInfo, ScalarKind};
 use love_plugin_api::sdk::{Action, ProducerConfig};
@@ -14,27 +14,15 @@ use serde_json::Value as J;
 /// The reference harness's frozen clock.
 pub const T0: f64 = 1_700_000_000.5;
 
-/// `<repo>/../shared`.
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+/// A golden vector file of the reference (`tests/golden` of the repository).
+pub fn golden_path(name: &str) -> PathBuf {
+    love_plugin_api::driver::golden::golden_dir(env!("CARGO_MANIFEST_DIR")).join(name)
 }
 
-/// The ts_xml interface directory: `TS_XML_DIR`, else `<repo>/../shared/ts_xml/sal_interfaces`.
-pub fn xml_dir() -> PathBuf {
-    match std::env::var("TS_XML_DIR") {
-        Ok(d) => PathBuf::from(d),
-        Err(_) => shared_dir().join("ts_xml/sal_interfaces"),
-    }
-}
-
-/// The catalog of every ts_xml component.
+/// The catalog of every ts_xml component (the built-in one).
 pub fn catalog() -> &'static TopicCatalog {
     static CAT: OnceLock<TopicCatalog> = OnceLock::new();
-    CAT.get_or_init(|| {
-        let (cat, errors) = TopicCatalog::load_dir(&xml_dir()).expect("ts_xml interface directory");
-        assert!(errors.is_empty(), "ts_xml errors: {errors:?}");
-        cat
-    })
+    CAT.get_or_init(TopicCatalog::builtin)
 }
 
 /// One component's catalog.
