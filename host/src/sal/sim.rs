@@ -1,5 +1,7 @@
 //! The embedded simulator: the default SAL source, so that `love-host --components Watcher
-//! ScriptQueue:1 ATDome` shows live data with nothing else running.
+//! ScriptQueue:1 ATDome` shows live data with nothing else running. Any component of the topic
+//! catalog can be simulated (the built-in catalog holds every ts_xml component), from its
+//! catalog entry alone.
 //!
 //! Each subscribed component (index 0 on an indexed component simulates index 1) runs as one
 //! task with its own random generator seeded from `--sim-seed`, the component name and index, so
