@@ -39,7 +39,6 @@ use love_host::factory::{assign, ProducerSource};
 use love_host::manager::{LinkConfig, ManagerHandle, ManagerUrl, SinkKind};
 use love_host::plugin::{load_plugin, scan_dir, PluginRegistry};
 use love_host::runtime::{spawn_producer, ProducerHandle, ProducerSpec, RuntimeContext, RuntimeSettings};
-use love_host::sal::catalog::TopicCatalog;
 use love_host::sal::sim::SimSource;
 use love_host::sal::{ack, unix_now, CommandAck, SalCommand, SalError, SalSource, SampleTx};
 use love_plugin_api::abi::{Field, InputKind, InputMsg, PrivateStamps, Sample, TopicKind, Value};
