@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::plugin::loader::load_plugin_copy;
-use crate::plugin::{compare_versions, is_plugin_file_name, LoadedPlugin};
+use crate::plugin::{compare_versions, is_plugin_file_name, note_skipped, screen_entry, Entry, LoadedPlugin};
 
 /// Identity of a file's current contents as far as deployment cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +172,15 @@ impl Deployer {
                 .flatten()
                 .map(|e| e.path())
                 .filter(|p| is_plugin_file_name(p))
-                .filter_map(|p| stamp(&p).map(|s| (p, s)))
+                .filter_map(|p| match stamp(&p) {
+                    Some(s) => Some((p, s)),
+                    None => {
+                        if let Entry::NotAFile(what) = screen_entry(&self.dir, &p) {
+                            note_skipped(&p, &what);
+                        }
+                        None
+                    }
+                })
                 .collect(),
             Err(e) => {
                 warn!("cannot read plugin directory {}: {e}", self.dir.display());
@@ -210,6 +218,9 @@ impl Deployer {
             this.stats.refused.fetch_add(1, Ordering::Relaxed);
             DeployAction::Refused { path: path.to_path_buf(), reason }
         };
+        if let Entry::Refused(reason) = screen_entry(&self.dir, path) {
+            return refuse(self, reason);
+        }
         self.next_copy += 1;
         let file_name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let copy = self.copies_dir.join(format!("{}-{}-{}", std::process::id(), self.next_copy, file_name));
