@@ -273,6 +273,13 @@ fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
 /// Run the producers (the default command) until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args);
+    crate::plugin::loader::set_max_plugin_size(args.max_plugin_size);
+    // Removes this process's plugin copies on every way out of this function, errors included.
+    let _copies = args.plugin_dir.as_ref().map(|_| {
+        let copies = plugin_copies_dir(&args);
+        crate::deploy::remove_stale_copies(&std::env::temp_dir(), &copies);
+        crate::deploy::CopiesGuard::new(&copies)
+    });
     let plan = plan(&args)?;
     let components: Vec<ComponentName> = plan.assignments.iter().map(|a| a.component.clone()).collect();
     let link_cfg = link_plan(&args, &components)?;

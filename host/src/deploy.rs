@@ -118,6 +118,70 @@ pub fn remove_private_copies(copies_dir: &Path) {
     let _ = std::fs::remove_dir(copies_dir);
 }
 
+/// This process's private copies, removed when dropped: on a normal exit, a fatal start-up
+/// error returned from anywhere after the copies were made, and a panic that unwinds to `main`.
+/// A crash or SIGKILL leaves them; [`remove_stale_copies`] clears those at the next start.
+pub struct CopiesGuard {
+    dir: PathBuf,
+}
+
+impl CopiesGuard {
+    /// Guard the copies this process will make in `copies_dir`.
+    pub fn new(copies_dir: &Path) -> CopiesGuard {
+        CopiesGuard { dir: copies_dir.to_path_buf() }
+    }
+}
+
+impl Drop for CopiesGuard {
+    fn drop(&mut self) {
+        remove_private_copies(&self.dir);
+    }
+}
+
+/// Whether process `pid` is alive (or exists but belongs to someone else).
+fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return true; // not a process id: never treat as dead
+    }
+    // Signal 0 checks existence only.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// At start: remove what processes that no longer run left behind (a crash or SIGKILL skips
+/// every exit path): the default copy directories `love-host-<pid>-plugins` under `tmp`, and
+/// the `<pid>-…` copies in `copies_dir` (a `--plugin-copies-dir` shared across runs). Only
+/// entries of this user whose pid is not alive are touched. Returns how many were removed.
+pub fn remove_stale_copies(tmp: &Path, copies_dir: &Path) -> usize {
+    let uid = unsafe { libc::geteuid() };
+    let mine = |m: &std::fs::Metadata| m.uid() == uid;
+    let dead = |pid: &str| pid.parse::<i32>().is_ok_and(|p| !pid_alive(p));
+    let mut removed = 0;
+    if let Ok(entries) = std::fs::read_dir(tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(pid) = name.strip_prefix("love-host-").and_then(|r| r.strip_suffix("-plugins")) else { continue };
+            let is_own_dir = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && mine(&m));
+            if is_own_dir && dead(pid) && std::fs::remove_dir_all(e.path()).is_ok() {
+                info!("removed {}, the plugin copies of process {pid}, which no longer runs", e.path().display());
+                removed += 1;
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(copies_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some((pid, _)) = name.split_once('-') else { continue };
+            let is_own_file = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_file() && mine(&m));
+            if is_own_file && dead(pid) && std::fs::remove_file(e.path()).is_ok() {
+                info!("removed {}, a plugin copy of process {pid}, which no longer runs", e.path().display());
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 impl Deployer {
     /// Start tracking `dir`, whose plugins were already loaded at start-up (`initial`, loaded
     /// from their deployed paths).
