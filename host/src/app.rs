@@ -56,7 +56,9 @@ pub fn list_plugins(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn init_logging(args: &RunArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level.directive()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Redacted whatever the filter lets through (tungstenite logs the handshake at trace).
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::manager::redact::RedactingStderr);
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

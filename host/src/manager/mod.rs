@@ -29,6 +29,7 @@
 pub mod config;
 mod limit;
 mod queue;
+pub mod redact;
 mod stdout;
 mod ws;
 
