@@ -63,6 +63,23 @@ pub fn init_logging(args: &RunArgs) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The host's panic hook: the panic through the logger (one JSON line under `--log-format
+/// json`), not raw text on standard error. A backtrace only when `RUST_BACKTRACE` asks for one:
+/// symbolizing it keeps the debug information in memory for the rest of the run. Panics inside
+/// producers are caught by the SDK's own quiet hook and reported by the runtime instead.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let message = love_plugin_api::sdk::panic_text(info.payload());
+    let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        error!(target: "love_host::panic", thread, location, "panic: {message}\n{backtrace}");
+    } else {
+        error!(target: "love_host::panic", thread, location, "panic: {message}");
+    }
 }
 
 /// Everything decided before anything starts: the place where bad configuration is refused.

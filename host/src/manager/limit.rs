@@ -47,7 +47,9 @@ impl LogLimit {
         }
         s.logged += 1;
         let note = match std::mem::take(&mut s.suppressed) {
-            0 if s.logged == BURST => format!(" (more like this in the next {}s are counted, not logged)", WINDOW.as_secs()),
+            0 if s.logged == BURST => {
+                format!(" (more like this in the next {}s are counted, not logged)", WINDOW.as_secs())
+            }
             0 => String::new(),
             n => format!(" ({n} similar lines suppressed before this one)"),
         };

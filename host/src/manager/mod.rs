@@ -41,8 +41,8 @@ use tokio::io::AsyncWrite;
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 
-pub use ws::{classify_frame, Frame};
 pub use config::{ConfigError, LinkConfig, ManagerUrl, Scheme, SinkKind, ENV_PASSWORD, ENV_WEBSOCKET_HOST};
+pub use ws::{classify_frame, Frame};
 
 use crate::shutdown::Shutdown;
 use queue::{OutQueue, Pushed};

@@ -297,9 +297,10 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
                     last_rx.store(ms_since(base), Ordering::Relaxed);
                     match msg {
                         Message::Text(text) => handle_text(shared, text),
-                        Message::Binary(b) => {
-                            bad_frame(shared, &format!("binary frame of {} bytes from the LOVE-manager ignored", b.len()))
-                        }
+                        Message::Binary(b) => bad_frame(
+                            shared,
+                            &format!("binary frame of {} bytes from the LOVE-manager ignored", b.len()),
+                        ),
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                         Message::Close(frame) => {
                             return match frame {
@@ -406,7 +407,10 @@ pub fn classify_frame(text: &str) -> Frame {
         Err(e) => return Frame::Bad(format!("malformed JSON from the LOVE-manager ignored ({e}): {}", preview(text))),
     };
     let Some(obj) = value.as_object() else {
-        return Frame::Bad(format!("unexpected message from the LOVE-manager (not an object) ignored: {}", preview(text)));
+        return Frame::Bad(format!(
+            "unexpected message from the LOVE-manager (not an object) ignored: {}",
+            preview(text)
+        ));
     };
     match obj.get("category").and_then(Value::as_str) {
         Some("initial_state") => {

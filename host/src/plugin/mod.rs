@@ -489,7 +489,10 @@ mod tests {
         assert!(out.contains("outside the plugin directory") && out.contains("elsewhere"), "{out}");
         // The test binary is no plugin: refused for that, not skipped; the non-files are not in
         // the report at all (and the FIFO did not hang the scan).
-        assert!(refused.iter().any(|r| r.contains("libinside.so") && r.contains("not a loadable shared library")), "{refused:?}");
+        assert!(
+            refused.iter().any(|r| r.contains("libinside.so") && r.contains("not a loadable shared library")),
+            "{refused:?}"
+        );
         for skipped in ["libdir.so", "libfifo.so", "libloop.so"] {
             assert!(!refused.iter().any(|r| r.contains(skipped)), "{skipped}: {refused:?}");
         }
