@@ -151,11 +151,15 @@ fn pid_alive(pid: i32) -> bool {
 /// At start: remove what processes that no longer run left behind (a crash or SIGKILL skips
 /// every exit path): the default copy directories `love-host-<pid>-plugins` under `tmp`, and
 /// the `<pid>-…` copies in `copies_dir` (a `--plugin-copies-dir` shared across runs). Only
-/// entries of this user whose pid is not alive are touched. Returns how many were removed.
+/// entries of this user whose pid is not alive (or is this process's: it must run before the
+/// first copy is made) are touched. Returns how many were removed.
 pub fn remove_stale_copies(tmp: &Path, copies_dir: &Path) -> usize {
     let uid = unsafe { libc::geteuid() };
     let mine = |m: &std::fs::Metadata| m.uid() == uid;
-    let dead = |pid: &str| pid.parse::<i32>().is_ok_and(|p| !pid_alive(p));
+    // This process's own pid counts as dead: it has made no copies yet, so any are a previous
+    // process's (in a container every start has the same pid).
+    let me = std::process::id() as i32;
+    let dead = |pid: &str| pid.parse::<i32>().is_ok_and(|p| p == me || !pid_alive(p));
     let mut removed = 0;
     if let Ok(entries) = std::fs::read_dir(tmp) {
         for e in entries.flatten() {
@@ -463,4 +467,40 @@ pub fn log_report(registry: &crate::plugin::PluginRegistry, managed: &[ManagedPr
         stats.library_copies.load(Ordering::Relaxed),
         serving.join(", ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_copies_of_dead_processes_and_of_this_pid_are_removed() {
+        let base = std::env::temp_dir().join(format!("love-host-stale-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (tmp, copies) = (base.join("tmp"), base.join("copies"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::create_dir_all(&copies).unwrap();
+        let me = std::process::id();
+        // The parent (the test runner) is alive and not this process.
+        let parent = unsafe { libc::getppid() };
+        for name in [format!("love-host-99999999-plugins"), format!("love-host-{parent}-plugins")] {
+            std::fs::create_dir_all(tmp.join(&name)).unwrap();
+            std::fs::write(tmp.join(&name).join("x.so"), b"copy").unwrap();
+        }
+        for name in
+            [format!("99999999-1-a.so"), format!("{me}-start-0-b.so"), format!("{parent}-1-c.so"), "notes".into()]
+        {
+            std::fs::write(copies.join(name), b"copy").unwrap();
+        }
+        assert_eq!(remove_stale_copies(&tmp, &copies), 3);
+        let left = |d: &Path| {
+            let mut v: Vec<String> =
+                std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left(&tmp), vec![format!("love-host-{parent}-plugins")]);
+        assert_eq!(left(&copies), vec![format!("{parent}-1-c.so"), "notes".to_string()]);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -310,7 +310,8 @@ fn digits(b: &[u8], mut i: usize) -> usize {
     const THREES: u64 = 0x3030_3030_3030_3030;
     while let Some(chunk) = b.get(i..i + 8) {
         let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let not_digit = ((x & HIGH_NIBBLES) ^ THREES) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) ^ THREES);
+        let not_digit =
+            ((x & HIGH_NIBBLES) ^ THREES) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) ^ THREES);
         // Top bit of each byte set where that byte of `not_digit` is non-zero.
         let flags = (((not_digit & LOW7).wrapping_add(LOW7)) | not_digit) & !LOW7;
         if flags != 0 {
