@@ -483,12 +483,12 @@ mod tests {
         let me = std::process::id();
         // The parent (the test runner) is alive and not this process.
         let parent = unsafe { libc::getppid() };
-        for name in [format!("love-host-99999999-plugins"), format!("love-host-{parent}-plugins")] {
+        for name in ["love-host-99999999-plugins".to_string(), format!("love-host-{parent}-plugins")] {
             std::fs::create_dir_all(tmp.join(&name)).unwrap();
             std::fs::write(tmp.join(&name).join("x.so"), b"copy").unwrap();
         }
         for name in
-            [format!("99999999-1-a.so"), format!("{me}-start-0-b.so"), format!("{parent}-1-c.so"), "notes".into()]
+            ["99999999-1-a.so".to_string(), format!("{me}-start-0-b.so"), format!("{parent}-1-c.so"), "notes".into()]
         {
             std::fs::write(copies.join(name), b"copy").unwrap();
         }
