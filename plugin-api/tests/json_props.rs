@@ -24,7 +24,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn agrees_with_serde_json_on_json_like_text(text in r#"[\[\]{}",: 0-9.eE+\-tfnrulsa\\/b]{0,24}"#) {

@@ -13,7 +13,8 @@ use proptest::prelude::*;
 use serde_json::json;
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    // 256 cases (proptest's default), or `PROPTEST_CASES`.
+    ProptestConfig { failure_persistence: None, ..ProptestConfig::default() }
 }
 
 /// Any JSON value, a few levels deep.
