@@ -230,9 +230,12 @@ pub fn render_metrics(state: &AdminState) -> String {
         for (cat, v) in [("event", ls.sent_event), ("telemetry", ls.sent_telemetry), ("other", ls.sent_other)] {
             set_counter(&link_sent.get_or_create(&lr(cat)), v);
         }
-        for (reason, v) in
-            [("coalesced", ls.coalesced), ("overflow", ls.dropped_overflow), ("disconnected", ls.dropped_disconnected)]
-        {
+        for (reason, v) in [
+            ("coalesced", ls.coalesced),
+            ("overflow", ls.dropped_overflow),
+            ("disconnected", ls.dropped_disconnected),
+            ("invalid", ls.dropped_invalid),
+        ] {
             set_counter(&drops.get_or_create(&lr(reason)), v);
         }
         depth.get_or_create(&l).set(ls.queue_depth as i64);

@@ -57,11 +57,32 @@ pub fn init_logging(args: &RunArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level.directive()));
     let colour = log_colour(args.log_format, std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
+    // Redacted whatever the filter lets through (tungstenite logs the handshake at trace).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(crate::manager::redact::RedactingStderr)
+        .with_ansi(colour);
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The host's panic hook: the panic through the logger (one JSON line under `--log-format
+/// json`), not raw text on standard error. A backtrace only when `RUST_BACKTRACE` asks for one:
+/// symbolizing it keeps the debug information in memory for the rest of the run. Panics inside
+/// producers are caught by the SDK's own quiet hook and reported by the runtime instead.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let message = love_plugin_api::sdk::panic_text(info.payload());
+    let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        error!(target: "love_host::panic", thread, location, "panic: {message}\n{backtrace}");
+    } else {
+        error!(target: "love_host::panic", thread, location, "panic: {message}");
+    }
 }
 
 /// Whether log lines get ANSI colours: only text lines for a person at a terminal, so a file,
@@ -267,6 +288,13 @@ fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
 /// Run the producers (the default command) until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args);
+    crate::plugin::loader::set_max_plugin_size(args.max_plugin_size);
+    // Removes this process's plugin copies on every way out of this function, errors included.
+    let _copies = args.plugin_dir.as_ref().map(|_| {
+        let copies = plugin_copies_dir(&args);
+        crate::deploy::remove_stale_copies(&std::env::temp_dir(), &copies);
+        crate::deploy::CopiesGuard::new(&copies)
+    });
     let plan = plan(&args)?;
     let components: Vec<ComponentName> = plan.assignments.iter().map(|a| a.component.clone()).collect();
     let link_cfg = link_plan(&args, &components)?;

@@ -176,6 +176,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub plugin_copies_dir: Option<PathBuf>,
 
+    /// Largest plugin file accepted, in bytes; a larger `*.so` is refused before it is read or
+    /// copied.
+    #[arg(long, default_value_t = crate::plugin::loader::DEFAULT_MAX_PLUGIN_SIZE)]
+    pub max_plugin_size: u64,
+
     /// A producer setting handed to every producer: NAME=VALUE (repeatable), e.g.
     /// `FINISHED_SCRIPTS_LIST_SIZE=20` or a third-party plugin's own settings.
     #[arg(long = "setting", value_name = "NAME=VALUE")]

@@ -605,3 +605,83 @@ async fn stdout_sink_writes_one_line_per_message() {
         serde_json::from_str::<Value>(l).expect("each line is one JSON object");
     }
 }
+
+#[tokio::test]
+async fn a_message_the_manager_cannot_parse_is_dropped_and_the_link_stays_up() {
+    let (logs, _guard) = capture_logs();
+    let fake = FakeManager::start("dev_pass").await;
+    fake.set_strict(true);
+    let (trigger, sd) = shutdown::channel();
+    let (handle, task) = manager::start(config(&fake.url(), "dev_pass"), sd);
+    let mut events = handle.events();
+    assert!(wait_event(&mut events, is_connected).await.is_some());
+    answer_connected(&handle);
+
+    // A producer pasting a bad `Json` field into its message, as a plugin built with an older
+    // SDK did: `{{{not json`, an injection that closes the value early, 5,000 levels of nesting.
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    for (n, bad) in ["{{{not json", r#"1, "injected": {}"#, deep.as_str()].into_iter().enumerate() {
+        let text = format!(
+            r#"{{"category": "event", "data": [{{"csc": "ATDome", "salindex": 0, "data": {{"bad{n}": [{bad}]}}}}], "producer_snd": 1.5}}"#
+        );
+        handle.send(Outgoing {
+            category: Category::EVENT,
+            csc: "ATDome".into(),
+            salindex: 0,
+            stream: format!("bad{n}"),
+            text,
+            created: 0.0,
+        });
+        handle.send(evt("summaryState", 10 + n as i64));
+    }
+    // NaN and Infinity are what the reference sends: they go through.
+    handle.send(msg(Category::EVENT, "ATDome", "position", json!([{"v": 1}])));
+    let nan = r#"{"category": "event", "data": [{"csc": "ATDome", "salindex": 0, "data": {"nan": [{"v": NaN, "w": -Infinity}]}}], "producer_snd": 1.5}"#;
+    handle.send(Outgoing {
+        category: Category::EVENT,
+        csc: "ATDome".into(),
+        salindex: 0,
+        stream: "nan".into(),
+        text: nan.into(),
+        created: 0.0,
+    });
+    assert!(
+        fake.wait_until(WAIT, |f| f.frames().iter().any(|fr| fr.text().is_some_and(|t| t.contains("\"nan\"")))).await,
+        "the valid messages after the bad ones arrive"
+    );
+    let values: Vec<i64> = fake
+        .stream_values("event", "ATDome", 0, "summaryState")
+        .iter()
+        .filter_map(|(_, v)| v[0]["v"].as_i64())
+        .collect();
+    assert!([10, 11, 12].iter().all(|v| values.contains(v)), "{values:?}");
+    assert_eq!(fake.connections(), 1, "one connection: the manager never saw a frame it could not parse");
+    assert!(!fake.frames().iter().any(|f| f.text().is_some_and(|t| t.contains("bad"))));
+    let stats = handle.stats();
+    assert_eq!(stats.dropped_invalid, 3);
+    let log_text = logs.text();
+    assert!(log_text.contains("not valid JSON") && log_text.contains("component=ATDome"), "{log_text}");
+
+    trigger.trigger();
+    tokio::time::timeout(WAIT, task).await.expect("link ends").expect("join").expect("graceful");
+}
+
+#[tokio::test]
+async fn warnings_about_bad_frames_are_rate_limited_with_a_count() {
+    let (logs, _guard) = capture_logs();
+    let fake = FakeManager::start("dev_pass").await;
+    let (trigger, sd) = shutdown::channel();
+    let (handle, task) = manager::start(config(&fake.url(), "dev_pass"), sd);
+    let mut events = handle.events();
+    assert!(wait_event(&mut events, is_connected).await.is_some());
+    for i in 0..500 {
+        fake.send_text_to_all(&format!("not JSON {i}"));
+    }
+    assert!(eventually(WAIT, || handle.stats().bad_frames == 500).await, "{:?}", handle.stats());
+    let text = logs.text();
+    let warned = text.lines().filter(|l| l.contains("WARN") && l.contains("malformed JSON")).count();
+    assert_eq!(warned, 10, "a burst of 10 warnings, the rest counted\n{text}");
+    assert!(text.contains("counted, not logged"), "{text}");
+    trigger.trigger();
+    tokio::time::timeout(WAIT, task).await.expect("link ends").expect("join").expect("graceful");
+}

@@ -5,6 +5,8 @@
 //! - `telemetry30+156`: one telemetry topic with 30 doubles and a 156-double array, converted and
 //!   wrapped in the telemetry envelope;
 //! - `core_event13`: the same event through `CscCore::handle` (convert, store, send action);
+//! - `validate`: the host's check of a finished message (`json::validate`, run once as each
+//!   message is queued for the manager), to compare with the conversion itself;
 //! - `floor_*`: bare `serde_json` encoding of the same final messages from a
 //!   `serde_json::Value` built beforehand (what encoding alone costs, with no conversion).
 
@@ -99,6 +101,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("event13: floor (serde_json::to_string of a prebuilt Value)", |b| {
         b.iter(|| black_box(serde_json::to_string(black_box(&value)).unwrap()))
     });
+    c.bench_function("event13: validate the message", |b| {
+        b.iter(|| black_box(love_plugin_api::json::validate(black_box(&text))))
+    });
 
     let cfg = ProducerConfig {
         component: "Watcher".into(),
@@ -131,6 +136,9 @@ fn bench(c: &mut Criterion) {
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     c.bench_function("telemetry30+156: floor (serde_json::to_string of a prebuilt Value)", |b| {
         b.iter(|| black_box(serde_json::to_string(black_box(&value)).unwrap()))
+    });
+    c.bench_function("telemetry30+156: validate the message", |b| {
+        b.iter(|| black_box(love_plugin_api::json::validate(black_box(&text))))
     });
 }
 

@@ -181,7 +181,7 @@ pub fn write_value(out: &mut String, v: &Value) {
         Value::BoolArray(a) => write_list(out, a.as_slice(), |o, b| o.push_str(if *b { "true" } else { "false" })),
         Value::IntArray(a) => write_list(out, a.as_slice(), |o, i| write_i64(o, *i)),
         Value::FloatArray(a) => write_list(out, a.as_slice(), |o, f| write_f64(o, *f)),
-        Value::Json(text) => out.push_str(text),
+        Value::Json(text) => crate::json::write_json_value(out, text),
     }
 }
 
@@ -202,6 +202,18 @@ pub fn field<'a>(sample: &'a Sample, name: &str) -> Option<&'a Value> {
 }
 
 impl Value {
+    /// A [`Value::Json`] for `text` when it is JSON the LOVE-manager can parse (nested at most
+    /// [`MAX_VALUE_DEPTH`](crate::json::MAX_VALUE_DEPTH) deep), else a [`Value::Str`] carrying
+    /// the text: where a JSON value enters (a recording, a decoder), so that it is checked once
+    /// rather than at every message built from it.
+    pub fn json_checked(text: impl Into<abi_stable::std_types::RString>) -> Value {
+        let text = text.into();
+        match crate::json::validate_with_depth(&text, crate::json::MAX_VALUE_DEPTH) {
+            Ok(()) => Value::Json(text),
+            Err(_) => Value::Str(text),
+        }
+    }
+
     /// The value as an integer (booleans as 0/1, floats truncated).
     pub fn as_i64(&self) -> Option<i64> {
         match self {

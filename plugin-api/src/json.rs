@@ -187,6 +187,269 @@ pub fn write_value(out: &mut String, v: &serde_json::Value) {
     }
 }
 
+/// The deepest nesting a whole message may have. The LOVE-manager parses frames with Python's
+/// `json.loads`, whose C scanner counts each nested array or object against the interpreter's
+/// recursion limit (1000 in CPython 3.11, shared with the Python frames below the call: a
+/// top-level call takes 994 levels, from 200 frames down 793); the manager's channel layer
+/// re-encodes messages with msgpack, whose limit is 511. 256 leaves room for both.
+pub const MAX_DEPTH: usize = 256;
+
+/// The deepest nesting a [`Value::Json`](crate::abi::Value::Json) field may have: the message
+/// envelope around a field adds at most 8 levels, so a field within this bound always fits
+/// [`MAX_DEPTH`].
+pub const MAX_VALUE_DEPTH: usize = MAX_DEPTH - 16;
+
+/// The most digits Python's `int()` accepts (`sys.get_int_max_str_digits()`, 4300 by default
+/// since 3.11): `json.loads` of a longer integer raises `ValueError`.
+const MAX_INT_DIGITS: usize = 4300;
+
+/// Why a text is not JSON the LOVE-manager can parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSON at byte {offset}: {reason}")]
+pub struct InvalidJson {
+    /// Byte offset of the problem.
+    pub offset: usize,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+/// Check that `text` is one JSON value that Python's `json.loads` accepts (with the reference's
+/// `NaN`, `Infinity` and `-Infinity` tokens), nested at most [`MAX_DEPTH`] deep. One pass, no
+/// allocation: the host runs it once on every message before it is queued for the manager.
+pub fn validate(text: &str) -> Result<(), InvalidJson> {
+    validate_with_depth(text, MAX_DEPTH)
+}
+
+/// [`validate`] with another nesting bound (at most 1024).
+pub fn validate_with_depth(text: &str, max_depth: usize) -> Result<(), InvalidJson> {
+    let b = text.as_bytes();
+    let max_depth = max_depth.min(1024);
+    // One bit per open container: set for an object.
+    let mut kinds = [0u64; 16];
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    let err = |offset: usize, reason: &'static str| Err(InvalidJson { offset, reason });
+    'value: loop {
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b'{') | Some(b'[') => {
+                let object = b[i] == b'{';
+                if depth >= max_depth {
+                    return err(i, "nested too deep for the LOVE-manager's parser");
+                }
+                let (word, bit) = (depth / 64, 1u64 << (depth % 64));
+                if object {
+                    kinds[word] |= bit;
+                } else {
+                    kinds[word] &= !bit;
+                }
+                depth += 1;
+                i = skip_ws(b, i + 1);
+                match (object, b.get(i)) {
+                    (true, Some(b'}')) | (false, Some(b']')) => {
+                        depth -= 1;
+                        i += 1;
+                    }
+                    (true, _) => {
+                        i = key(b, i)?;
+                        continue 'value;
+                    }
+                    (false, _) => continue 'value,
+                }
+            }
+            Some(b'"') => i = string(b, i)?,
+            Some(b't') => i = literal(b, i, b"true")?,
+            Some(b'f') => i = literal(b, i, b"false")?,
+            Some(b'n') => i = literal(b, i, b"null")?,
+            Some(b'N') => i = literal(b, i, b"NaN")?,
+            Some(b'I') => i = literal(b, i, b"Infinity")?,
+            Some(b'-' | b'0'..=b'9') => i = number(b, i)?,
+            _ => return err(i, "expecting a value"),
+        }
+        // After a value: close containers until one continues with a comma.
+        loop {
+            i = skip_ws(b, i);
+            if depth == 0 {
+                return if i == b.len() { Ok(()) } else { err(i, "extra data after the value") };
+            }
+            let object = kinds[(depth - 1) / 64] & (1u64 << ((depth - 1) % 64)) != 0;
+            match (object, b.get(i)) {
+                (_, Some(b',')) => {
+                    i += 1;
+                    if object {
+                        i = key(b, skip_ws(b, i))?;
+                    }
+                    continue 'value;
+                }
+                (true, Some(b'}')) | (false, Some(b']')) => {
+                    depth -= 1;
+                    i += 1;
+                }
+                (true, _) => return err(i, "expecting ',' or '}'"),
+                (false, _) => return err(i, "expecting ',' or ']'"),
+            }
+        }
+    }
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The offset after the run of ASCII digits at `i`, eight bytes at a time (numbers are most of
+/// a telemetry message). Per byte, a digit has high nibble 3 and low nibble at most 9; only
+/// the lowest flagged byte of a word is used, and no byte below it carries into it.
+#[inline]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const THREES: u64 = 0x3030_3030_3030_3030;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let not_digit =
+            ((x & HIGH_NIBBLES) ^ THREES) | ((x.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) ^ THREES);
+        // Top bit of each byte set where that byte of `not_digit` is non-zero.
+        let flags = (((not_digit & LOW7).wrapping_add(LOW7)) | not_digit) & !LOW7;
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
+/// An object key and its colon; returns the offset after the colon.
+fn key(b: &[u8], i: usize) -> Result<usize, InvalidJson> {
+    if b.get(i) != Some(&b'"') {
+        return Err(InvalidJson { offset: i, reason: "expecting a property name in double quotes" });
+    }
+    let i = skip_ws(b, string(b, i)?);
+    if b.get(i) != Some(&b':') {
+        return Err(InvalidJson { offset: i, reason: "expecting ':'" });
+    }
+    Ok(i + 1)
+}
+
+/// A string starting at the quote at `i`; returns the offset after the closing quote. Python
+/// rejects raw control characters (strict mode) and takes any `\uXXXX`, lone surrogates too.
+fn string(b: &[u8], mut i: usize) -> Result<usize, InvalidJson> {
+    i += 1;
+    loop {
+        // Plain bytes first, eight at a time: most of a message is string text.
+        i = plain_run(b, i);
+        while let Some(&c) = b.get(i) {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                break;
+            }
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => match b.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u') => {
+                    let hex = b.get(i + 2..i + 6).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                    if hex.is_none() {
+                        return Err(InvalidJson { offset: i, reason: "invalid \\uXXXX escape" });
+                    }
+                    i += 6;
+                }
+                _ => return Err(InvalidJson { offset: i, reason: "invalid escape" }),
+            },
+            Some(_) => return Err(InvalidJson { offset: i, reason: "control character in a string" }),
+            None => return Err(InvalidJson { offset: i, reason: "unterminated string" }),
+        }
+    }
+}
+
+/// Skip whole 8-byte words holding no quote, backslash or control character (SWAR: for each
+/// byte, `has_zero(x)` sets its top bit when it is zero; the lowest flagged byte is exact).
+#[inline]
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        // Bytes below 0x20: x - 0x20 borrows into the top bit where the top bit was clear.
+        let special = has_zero(x ^ (ONES * b'"' as u64))
+            | has_zero(x ^ (ONES * b'\\' as u64))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
+}
+
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize, InvalidJson> {
+    if b.get(i..i + word.len()) == Some(word) {
+        Ok(i + word.len())
+    } else {
+        Err(InvalidJson { offset: i, reason: "expecting a value" })
+    }
+}
+
+/// Python's number pattern `-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?`, or `-Infinity`.
+fn number(b: &[u8], mut i: usize) -> Result<usize, InvalidJson> {
+    let start = i;
+    if b[i] == b'-' {
+        i += 1;
+        if b.get(i) == Some(&b'I') {
+            return literal(b, i, b"Infinity");
+        }
+    }
+    let int_start = i;
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(b, i),
+        _ => return Err(InvalidJson { offset: start, reason: "expecting a value" }),
+    }
+    let int_digits = i - int_start;
+    let mut integer = true;
+    if b.get(i) == Some(&b'.') {
+        let end = digits(b, i + 1);
+        if end == i + 1 {
+            return Err(InvalidJson { offset: i, reason: "expecting digits after '.'" });
+        }
+        (i, integer) = (end, false);
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        let mut j = i + 1;
+        if let Some(b'+' | b'-') = b.get(j) {
+            j += 1;
+        }
+        let end = digits(b, j);
+        if end == j {
+            return Err(InvalidJson { offset: i, reason: "expecting digits in the exponent" });
+        }
+        (i, integer) = (end, false);
+    }
+    if integer && int_digits > MAX_INT_DIGITS {
+        return Err(InvalidJson { offset: start, reason: "an integer longer than Python's 4300-digit limit" });
+    }
+    Ok(i)
+}
+
+/// A [`Value::Json`](crate::abi::Value::Json) text as it goes into a message: pasted when it is
+/// JSON the manager can parse (nested at most [`MAX_VALUE_DEPTH`]), else carried as a JSON
+/// string holding the text, so that a malformed value can never break the message around it.
+pub fn write_json_value(out: &mut String, text: &str) {
+    if validate_with_depth(text, MAX_VALUE_DEPTH).is_ok() {
+        out.push_str(text);
+    } else {
+        write_str(out, text);
+    }
+}
+
 /// Parse JSON text that may contain the reference's `NaN`/`Infinity` tokens, turning them into
 /// strings (`"NaN"`, `"Infinity"`, `"-Infinity"`) as the LOVE-frontend does before parsing.
 /// For tests and tools comparing wire text; producers never need it.
@@ -284,6 +547,98 @@ mod tests {
         assert_eq!(s, r#""a\"b\\c\nd\u0001\u00e9\ud83d\ude00x""#);
         let back: String = serde_json::from_str(&s).unwrap();
         assert_eq!(back, "a\"b\\c\nd\u{1}é😀x");
+    }
+
+    #[test]
+    fn validation_accepts_what_pythons_json_loads_accepts() {
+        // Each case checked against CPython 3.11's json.loads when this was written.
+        let accepted = [
+            "NaN",
+            "-Infinity",
+            "[1,NaN, Infinity]",
+            "1e5",
+            "-0",
+            "1E+2",
+            r#""\ud800""#,
+            r#""\/\b\f\n\r\t\"\\ é""#,
+            " 1 ",
+            "\"\u{7f}\"",
+            r#"{"a" :1 , "b":[ ] }"#,
+            "true",
+            "null",
+            "{}",
+            "[]",
+            "-0.5e-3",
+        ];
+        for t in accepted {
+            assert_eq!(validate(t), Ok(()), "{t:?}");
+        }
+        let long_int = "1".repeat(4300);
+        assert_eq!(validate(&long_int), Ok(()));
+        assert_eq!(validate(&format!("-{long_int}")), Ok(()));
+        assert_eq!(validate(&format!("1{long_int}.0")), Ok(()), "floats have no digit limit");
+        let refused = [
+            "",
+            " ",
+            "\"\u{1}\"",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "\u{feff}1",
+            "[1,]",
+            r#"{"a":1,}"#,
+            "nan",
+            "-01",
+            "-NaN",
+            "Infinity1",
+            "truex",
+            r#""\x""#,
+            r#""\u12""#,
+            "\u{c}1",
+            "1 2",
+            "{1:2}",
+            "{{{not json",
+            r#"1, "injected": {}"#,
+            "[1}",
+            "{\"a\"]",
+            "\"abc",
+            "1e",
+            "1e+",
+            "tru",
+        ];
+        for t in refused {
+            assert!(validate(t).is_err(), "{t:?} accepted");
+        }
+        assert!(validate(&format!("1{long_int}")).is_err(), "4301 digits: over Python's int limit");
+    }
+
+    #[test]
+    fn validation_bounds_the_nesting() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(validate(&nested(MAX_DEPTH)), Ok(()));
+        let err = validate(&nested(MAX_DEPTH + 1)).unwrap_err();
+        assert!(err.reason.contains("nested too deep"), "{err}");
+        assert!(validate(&nested(5000)).is_err());
+        let objects = format!("{}1{}", "{\"a\": ".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert_eq!(validate(&objects), Ok(()));
+        assert!(validate_with_depth(&objects, MAX_DEPTH - 1).is_err());
+        assert_eq!(validate_with_depth(&nested(3), 3), Ok(()));
+    }
+
+    #[test]
+    fn a_malformed_json_value_is_carried_as_a_string() {
+        let mut out = String::new();
+        write_json_value(&mut out, r#"{"a": [1, NaN]}"#);
+        assert_eq!(out, r#"{"a": [1, NaN]}"#);
+        for bad in ["{{{not json", r#"1, "injected": {}"#, &format!("{}{}", "[".repeat(5000), "]".repeat(5000))] {
+            let mut out = String::from("[");
+            write_json_value(&mut out, bad);
+            out.push(']');
+            assert_eq!(validate(&out), Ok(()), "{bad:.40}");
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v[0], *bad);
+        }
     }
 
     #[test]

@@ -114,6 +114,7 @@ struct Inner {
     start: Instant,
     password: Mutex<String>,
     legacy: Mutex<bool>,
+    strict: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     next_conn: AtomicU64,
     reading: watch::Sender<bool>,
@@ -210,6 +211,7 @@ impl FakeManager {
             start: Instant::now(),
             password: Mutex::new(password.to_string()),
             legacy: Mutex::new(false),
+            strict: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
             next_conn: AtomicU64::new(1),
             reading,
@@ -244,6 +246,15 @@ impl FakeManager {
     /// Legacy mode (`LOVE_PRODUCER_LEGACY`): requests go to `initial_state-all-all-all`.
     pub fn set_legacy(&self, legacy: bool) {
         *self.inner.legacy.lock().unwrap_or_else(|p| p.into_inner()) = legacy;
+    }
+
+    /// Strict mode: a text frame that is not JSON ends its connection (close code 1011), as the
+    /// real LOVE-manager's consumer does when `json.loads` raises (it then drops the
+    /// connection). Parsed with serde_json after the reference's `NaN`/`Infinity` tokens are
+    /// patched ([`love_plugin_api::json::parse_lenient`]), independently of the host's own
+    /// check; serde_json's nesting limit (128) is below Python's.
+    pub fn set_strict(&self, strict: bool) {
+        self.inner.strict.store(strict, Ordering::SeqCst);
     }
 
     /// Every frame received so far.
@@ -489,6 +500,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, inner: Arc<Inn
             msg = stream.next(), if can_read => match msg {
                 None | Some(Err(_)) => break,
                 Some(Ok(Message::Text(text))) => {
+                    if inner.strict.load(Ordering::SeqCst) && love_plugin_api::json::parse_lenient(&text).is_err() {
+                        inner.record(n, FrameKind::Text(text));
+                        let frame = CloseFrame { code: CloseCode::Error, reason: "invalid JSON".into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break;
+                    }
                     let reply = subscription_group(&text).map(|group| {
                         if let Some(c) = inner.state().conns.get_mut(&n) {
                             c.groups.insert(group.clone());

@@ -159,6 +159,8 @@ impl ManagerUrl {
                 }
             }
         }
+        // Whatever logs the URL (a library at trace level), the password never shows.
+        super::redact::register_secret(&password);
         Ok(ManagerUrl {
             scheme,
             authority: authority.as_str().to_string(),

@@ -18,12 +18,18 @@
 //!   events wait in the queue, telemetry coalesced to the latest per stream, events coalesced
 //!   to the latest per stream once the queue is over capacity; subscriptions and other
 //!   messages are dropped while disconnected (they are re-sent on connect);
-//! - malformed or unexpected frames from the manager are logged and dropped (quirks 1-3);
+//! - malformed or unexpected frames from the manager are logged (rate-limited) and dropped
+//!   (quirks 1-3);
+//! - every message is checked to be JSON the manager's `json.loads` accepts before it is
+//!   queued: a producer's invalid message is dropped and counted, never sent (the manager drops
+//!   the connection on a frame it cannot parse, and the message would be re-sent forever);
 //! - the password is percent-encoded (quirk 20) and never shown;
 //! - a fatal error ends the link task with `Err`, so the binary exits non-zero (quirk 25).
 
 pub mod config;
+mod limit;
 mod queue;
+pub mod redact;
 mod stdout;
 mod ws;
 
@@ -36,6 +42,7 @@ use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, LinkConfig, ManagerUrl, Scheme, SinkKind, ENV_PASSWORD, ENV_WEBSOCKET_HOST};
+pub use ws::{classify_frame, Frame};
 
 use crate::shutdown::Shutdown;
 use queue::{OutQueue, Pushed};
@@ -123,6 +130,10 @@ pub struct LinkStats {
     pub dropped_overflow: u64,
     /// Other messages (subscriptions) dropped because the link was down.
     pub dropped_disconnected: u64,
+    /// Messages dropped because they are not JSON the manager can parse (a producer's fault).
+    pub dropped_invalid: u64,
+    /// Frames from the manager ignored as malformed or unexpected.
+    pub bad_frames: u64,
     /// Messages waiting now.
     pub queue_depth: usize,
     /// Bytes of text waiting now.
@@ -157,6 +168,8 @@ struct Counters {
     coalesced: AtomicU64,
     dropped_overflow: AtomicU64,
     dropped_disconnected: AtomicU64,
+    dropped_invalid: AtomicU64,
+    bad_frames: AtomicU64,
 }
 
 /// State shared by the handle and the sink task.
@@ -167,6 +180,10 @@ struct Shared {
     connected: AtomicBool,
     counters: Counters,
     last_error: Mutex<Option<String>>,
+    /// Warnings about bad frames from the manager.
+    bad_frame_log: limit::LogLimit,
+    /// Errors about invalid messages from producers.
+    invalid_log: limit::LogLimit,
 }
 
 impl Shared {
@@ -179,6 +196,8 @@ impl Shared {
             connected: AtomicBool::new(false),
             counters: Counters::default(),
             last_error: Mutex::new(None),
+            bad_frame_log: limit::LogLimit::default(),
+            invalid_log: limit::LogLimit::default(),
         }
     }
 
@@ -240,9 +259,23 @@ impl std::fmt::Debug for ManagerHandle {
 
 impl ManagerHandle {
     /// Queue a message. Never blocks, never fails: the queue is bounded by coalescing and, as a
-    /// last resort, by dropping its oldest messages (counted in [`LinkStats`]).
+    /// last resort, by dropping its oldest messages (counted in [`LinkStats`]). A message that
+    /// is not JSON the manager can parse is dropped here, logged with its component and counted
+    /// (`dropped_invalid`): checked once, as it enters, not at every (re)send.
     pub fn send(&self, msg: Outgoing) {
         let s = &self.shared;
+        if let Err(e) = love_plugin_api::json::validate(&msg.text) {
+            s.counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
+            if let Some(note) = s.invalid_log.admit() {
+                tracing::error!(
+                    component = %msg.csc,
+                    index = msg.salindex,
+                    stream = %msg.stream,
+                    "producer error: a message for the LOVE-manager is not valid JSON ({e}); dropped, not sent{note}"
+                );
+            }
+            return;
+        }
         if msg.category == Category::OTHER && !s.connected.load(Ordering::SeqCst) {
             s.counters.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
             return;
@@ -290,6 +323,8 @@ impl ManagerHandle {
             coalesced: get(&c.coalesced),
             dropped_overflow: get(&c.dropped_overflow),
             dropped_disconnected: get(&c.dropped_disconnected),
+            dropped_invalid: get(&c.dropped_invalid),
+            bad_frames: get(&c.bad_frames),
             queue_depth,
             queue_bytes,
             queue_high_water,

@@ -297,7 +297,10 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
                     last_rx.store(ms_since(base), Ordering::Relaxed);
                     match msg {
                         Message::Text(text) => handle_text(shared, text),
-                        Message::Binary(b) => warn!("binary frame of {} bytes from the LOVE-manager ignored", b.len()),
+                        Message::Binary(b) => bad_frame(
+                            shared,
+                            &format!("binary frame of {} bytes from the LOVE-manager ignored", b.len()),
+                        ),
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                         Message::Close(frame) => {
                             return match frame {
@@ -383,34 +386,66 @@ async fn close(
     info!("closed the connection to the LOVE-manager");
 }
 
-/// A text frame from the manager: only initial_state requests go to the producers.
-fn handle_text(shared: &Shared, text: String) {
-    let value: Value = match serde_json::from_str(&text) {
+/// What a text frame from the manager is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// An initial_state request for the producers (`category` "initial_state", `data` a list
+    /// whose first element is an object).
+    Request,
+    /// Harmless and not for the producers (another category, the subscription confirmation):
+    /// logged at debug level.
+    Ignored(String),
+    /// Malformed or unexpected: logged as a warning (rate-limited) and dropped.
+    Bad(String),
+}
+
+/// Classify a text frame from the manager. Never panics, whatever the text (the manager link's
+/// fuzz suite checks it).
+pub fn classify_frame(text: &str) -> Frame {
+    let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => {
-            warn!("malformed JSON from the LOVE-manager ignored ({e}): {}", preview(&text));
-            return;
-        }
+        Err(e) => return Frame::Bad(format!("malformed JSON from the LOVE-manager ignored ({e}): {}", preview(text))),
     };
     let Some(obj) = value.as_object() else {
-        warn!("unexpected message from the LOVE-manager (not an object) ignored: {}", preview(&text));
-        return;
+        return Frame::Bad(format!(
+            "unexpected message from the LOVE-manager (not an object) ignored: {}",
+            preview(text)
+        ));
     };
     match obj.get("category").and_then(Value::as_str) {
         Some("initial_state") => {
             let ok = obj.get("data").and_then(Value::as_array).and_then(|a| a.first()).is_some_and(Value::is_object);
             if ok {
-                debug!("initial_state request from the LOVE-manager: {}", preview(&text));
-                shared.emit(LinkEvent::Request(Arc::from(text)));
+                Frame::Request
             } else {
-                warn!("initial_state request without a data list of objects ignored: {}", preview(&text));
+                Frame::Bad(format!("initial_state request without a data list of objects ignored: {}", preview(text)))
             }
         }
-        Some(other) => debug!("message of category {other:?} from the LOVE-manager ignored"),
+        Some(other) => Frame::Ignored(format!("message of category {other:?} from the LOVE-manager ignored")),
         None => match obj.get("data").and_then(Value::as_str) {
-            Some(d) if d.starts_with("Successfully subscribed") => debug!("manager: {d}"),
-            _ => debug!("message without a category from the LOVE-manager ignored: {}", preview(&text)),
+            Some(d) if d.starts_with("Successfully subscribed") => Frame::Ignored(format!("manager: {}", preview(d))),
+            _ => Frame::Ignored(format!("message without a category from the LOVE-manager ignored: {}", preview(text))),
         },
+    }
+}
+
+/// A text frame from the manager: only initial_state requests go to the producers.
+fn handle_text(shared: &Shared, text: String) {
+    match classify_frame(&text) {
+        Frame::Request => {
+            debug!("initial_state request from the LOVE-manager: {}", preview(&text));
+            shared.emit(LinkEvent::Request(Arc::from(text)));
+        }
+        Frame::Ignored(why) => debug!("{why}"),
+        Frame::Bad(why) => bad_frame(shared, &why),
+    }
+}
+
+/// Count a bad frame and warn about it, at most a burst a minute (see `limit.rs`).
+fn bad_frame(shared: &Shared, why: &str) {
+    shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+    if let Some(note) = shared.bad_frame_log.admit() {
+        warn!("{why}{note}");
     }
 }
 

@@ -6,6 +6,7 @@
 //! whole type tree (about 1,500 lines), so only the lines that name the mismatch are kept.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use abi_stable::std_types::RResult;
@@ -86,6 +87,14 @@ pub enum LoadError {
         /// The mismatch, shortened.
         reason: String,
     },
+    /// Refused before it was opened as a library (a symlink leaving the plugin directory).
+    #[error("{path}: refused: {reason}")]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The plugin's own code failed (descriptor).
     #[error("{path}: plugin failed to describe itself: {reason}")]
     Failed {
@@ -114,6 +123,7 @@ impl LoadError {
                 LoadError::Incompatible { reason: scrub(&copy, reason), host_api, path }
             }
             LoadError::Failed { path: copy, reason } => LoadError::Failed { reason: scrub(&copy, reason), path },
+            LoadError::Refused { path: copy, reason } => LoadError::Refused { reason: scrub(&copy, reason), path },
         }
     }
 
@@ -123,7 +133,8 @@ impl LoadError {
             LoadError::NotALibrary { path, .. }
             | LoadError::NotAPlugin { path, .. }
             | LoadError::Incompatible { path, .. }
-            | LoadError::Failed { path, .. } => path,
+            | LoadError::Failed { path, .. }
+            | LoadError::Refused { path, .. } => path,
         }
     }
 }
@@ -133,23 +144,60 @@ pub fn host_api_version() -> String {
     love_plugin_api::sdk::API_VERSION.to_string()
 }
 
+/// The default bound on a plugin file's size (`--max-plugin-size`): a release plugin is about
+/// 10 MB, a debug build with full debug information a few hundred; anything larger is refused
+/// before it is read or copied.
+pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 512 * 1024 * 1024;
+
+static MAX_PLUGIN_SIZE: AtomicU64 = AtomicU64::new(DEFAULT_MAX_PLUGIN_SIZE);
+
+/// Set the plugin file size bound for every later load (once, at start).
+pub fn set_max_plugin_size(bytes: u64) {
+    MAX_PLUGIN_SIZE.store(bytes, Ordering::Relaxed);
+}
+
+/// The plugin file size bound in force.
+pub fn max_plugin_size() -> u64 {
+    MAX_PLUGIN_SIZE.load(Ordering::Relaxed)
+}
+
+/// Refuse a file over the size bound, from its metadata alone (nothing is read).
+fn check_size(meta: &std::fs::Metadata) -> Result<(), String> {
+    let max = max_plugin_size();
+    if meta.len() > max {
+        return Err(format!(
+            "{} bytes, over the plugin size bound of {max} bytes (--max-plugin-size); not read",
+            meta.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Check that an ELF file is complete: its program and section header tables and every
 /// loadable segment lie inside the file. The dynamic loader happily maps a truncated library (a
 /// copy still in progress) and faults later, so this is checked before `dlopen`.
 pub fn check_elf_complete(path: &Path) -> Result<(), String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
-    let len = data.len() as u64;
-    if len < 64 || &data[..4] != b"\x7fELF" {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    check_elf_file(&file)
+}
+
+/// [`check_elf_complete`] on an open file: reads the ELF header and the program header table
+/// only (at most 64 + 65535 x 56 bytes), never the whole file.
+fn check_elf_file(file: &std::fs::File) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut header = [0u8; 64];
+    if len < 64 || file.read_exact_at(&mut header, 0).is_err() || &header[..4] != b"\x7fELF" {
         return Err("not an ELF file".into());
     }
-    if data[4] != 2 || data[5] != 1 {
+    if header[4] != 2 || header[5] != 1 {
         return Err("not a 64-bit little-endian ELF file".into());
     }
-    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as u64;
-    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"));
-    let (phoff, shoff) = (u64_at(0x20), u64_at(0x28));
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    let (shentsize, shnum) = (u16_at(0x3A), u16_at(0x3C));
+    let u16_at = |d: &[u8], o: usize| u16::from_le_bytes([d[o], d[o + 1]]) as u64;
+    let u64_at = |d: &[u8], o: usize| u64::from_le_bytes(d[o..o + 8].try_into().expect("8 bytes"));
+    let (phoff, shoff) = (u64_at(&header, 0x20), u64_at(&header, 0x28));
+    let (phentsize, phnum) = (u16_at(&header, 0x36), u16_at(&header, 0x38));
+    let (shentsize, shnum) = (u16_at(&header, 0x3A), u16_at(&header, 0x3C));
     let truncated = || {
         Err(format!(
             "truncated ELF file ({len} bytes): still being written? Deploy by renaming a complete file into place"
@@ -162,9 +210,11 @@ pub fn check_elf_complete(path: &Path) -> Result<(), String> {
     if phoff.saturating_add(phentsize * phnum) > len || shoff.saturating_add(shentsize * shnum) > len {
         return truncated();
     }
+    let mut table = vec![0u8; (phentsize * phnum) as usize];
+    file.read_exact_at(&mut table, phoff).map_err(|e| format!("cannot read the program headers: {e}"))?;
     for i in 0..phnum {
-        let base = (phoff + i * phentsize) as usize;
-        let (offset, filesz) = (u64_at(base + 0x08), u64_at(base + 0x20));
+        let base = (i * phentsize) as usize;
+        let (offset, filesz) = (u64_at(&table, base + 0x08), u64_at(&table, base + 0x20));
         if offset.saturating_add(filesz) > len {
             return truncated();
         }
@@ -189,13 +239,20 @@ fn refuse_world_writable(path: &Path) -> Result<(), LoadError> {
 /// Load `file` from a private copy at `copy`, reported as `file`. The dynamic loader maps the
 /// file it opens: a deployed file overwritten in place (rather than replaced by a rename) would
 /// fault the running host, and a path or inode the loader has seen returns the old library.
+/// The size bound and the ELF headers are checked on the open file before anything is copied,
+/// and the copy stops at the bound, so a huge (or growing) file costs neither memory nor disk.
 pub fn load_plugin_copy(file: &Path, copy: &Path) -> Result<LoadedPlugin, LoadError> {
-    if let Err(e) = std::fs::copy(file, copy) {
+    let refused = |reason: String| LoadError::NotALibrary { path: file.to_path_buf(), reason };
+    let src = open_nonblocking(file).map_err(|e| refused(e.to_string()))?;
+    let meta = src.metadata().map_err(|e| refused(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(refused("not a regular file".into()));
+    }
+    check_size(&meta).map_err(refused)?;
+    check_elf_file(&src).map_err(refused)?;
+    if let Err(e) = copy_bounded(&src, &meta, copy) {
         let _ = std::fs::remove_file(copy);
-        return Err(LoadError::NotALibrary {
-            path: file.to_path_buf(),
-            reason: format!("cannot make its private copy {}: {e}", copy.display()),
-        });
+        return Err(refused(format!("cannot make its private copy {}: {e}", copy.display())));
     }
     match load_plugin(copy) {
         Ok(p) => Ok(p.with_path(file.to_path_buf())),
@@ -206,10 +263,35 @@ pub fn load_plugin_copy(file: &Path, copy: &Path) -> Result<LoadedPlugin, LoadEr
     }
 }
 
+/// Open for reading without blocking: a FIFO that slipped past the directory scan (renamed in
+/// between) must not hang the loader waiting for a writer.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+}
+
+/// Copy `src` to a new file `copy` with the source's permission bits, at most the size bound.
+fn copy_bounded(src: &std::fs::File, meta: &std::fs::Metadata, copy: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let max = max_plugin_size();
+    let mode = meta.permissions().mode() & 0o777;
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(copy)?;
+    let copied = std::io::copy(&mut src.take(max + 1), &mut out)?;
+    if copied > max {
+        return Err(std::io::Error::other(format!("the file grew over the plugin size bound of {max} bytes")));
+    }
+    // The umask may have narrowed the mode at creation.
+    out.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
 /// Load one plugin file.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
     refuse_world_writable(path)?;
-    check_elf_complete(path).map_err(|reason| LoadError::NotALibrary { path: path.to_path_buf(), reason })?;
+    let not_loaded = |reason: String| LoadError::NotALibrary { path: path.to_path_buf(), reason };
+    let file = open_nonblocking(path).map_err(|e| not_loaded(e.to_string()))?;
+    check_size(&file.metadata().map_err(|e| not_loaded(e.to_string()))?).map_err(not_loaded)?;
+    check_elf_file(&file).map_err(not_loaded)?;
     let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
     let module = header.init_root_module::<PluginModRef>().map_err(|e| classify(path, e))?;
     let d = match (module.descriptor())() {

@@ -45,6 +45,75 @@ pub fn is_plugin_file_name(path: &Path) -> bool {
     name.ends_with(".so") && !name.starts_with('.')
 }
 
+/// What a directory entry named like a plugin (`*.so`, not hidden) turns out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A regular file, or a symlink to one inside the plugin directory: a candidate to load.
+    File,
+    /// Refused, with the reason: a symlink to a file outside the plugin directory (whoever
+    /// controls the target controls the host's code, and the directory's checks say nothing
+    /// about it).
+    Refused(String),
+    /// Not a file (a directory, FIFO, socket, device, dangling symlink or symlink loop):
+    /// skipped, and said once at debug level (see [`note_skipped`]).
+    NotAFile(String),
+}
+
+/// Look at one entry of the plugin directory `dir` without opening it.
+pub fn screen_entry(dir: &Path, path: &Path) -> Entry {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(link_meta) = std::fs::symlink_metadata(path) else {
+        return Entry::NotAFile("gone".into());
+    };
+    let meta = if link_meta.file_type().is_symlink() {
+        let target = match std::fs::canonicalize(path) {
+            Ok(t) => t,
+            Err(e) => return Entry::NotAFile(format!("a dangling symlink or a symlink loop ({e})")),
+        };
+        let home = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if !target.starts_with(&home) {
+            return Entry::Refused(format!(
+                "a symlink to {}, outside the plugin directory {}: copy the file into the directory instead",
+                target.display(),
+                home.display()
+            ));
+        }
+        match std::fs::metadata(&target) {
+            Ok(m) => m,
+            Err(e) => return Entry::NotAFile(format!("a symlink to an unreadable target ({e})")),
+        }
+    } else {
+        link_meta
+    };
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Entry::File;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Entry::NotAFile(what.into())
+}
+
+/// Log a skipped entry at debug level, once per path and reason for the life of the process
+/// (the directory is rescanned on every change and SIGHUP; one line is enough).
+pub fn note_skipped(path: &Path, what: &str) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<(PathBuf, String)>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.get_or_insert_with(HashSet::new).insert((path.to_path_buf(), what.to_string())) {
+        tracing::debug!(file = %path.display(), "plugin directory: {} skipped: {what}", path.display());
+    }
+}
+
 /// Check that a plugin directory exists, is a directory, and is not writable by others.
 pub fn check_plugin_dir(dir: &Path) -> Result<(), PluginDirError> {
     use std::os::unix::fs::PermissionsExt;
@@ -84,10 +153,18 @@ fn scan_dir_with(
     check_plugin_dir(dir)?;
     let entries = std::fs::read_dir(dir)
         .map_err(|e| PluginDirError::Unreadable { path: dir.to_path_buf(), reason: e.to_string() })?;
-    let mut files: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file_name(p) && p.is_file()).collect();
-    files.sort();
+    let mut names: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file_name(p)).collect();
+    names.sort();
     let mut report = ScanReport::default();
+    let mut files = Vec::with_capacity(names.len());
+    for path in names {
+        match screen_entry(dir, &path) {
+            Entry::File => files.push(path),
+            Entry::Refused(reason) => report.refused.push(LoadError::Refused { path, reason }),
+            Entry::NotAFile(what) => note_skipped(&path, &what),
+        }
+    }
     for (n, file) in files.iter().enumerate() {
         match load(file, n) {
             Ok(p) => report.loaded.push(Arc::new(p)),
@@ -323,6 +400,136 @@ mod tests {
         let err = scan_dir(&base).unwrap_err().to_string();
         assert!(err.contains("writable by others"), "{err}");
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// The process's peak resident set (VmHWM), in kB.
+    fn peak_rss_kb() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    fn fresh_dir(tag: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("love-host-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        base
+    }
+
+    #[test]
+    fn a_huge_sparse_file_is_refused_unread_and_uncopied() {
+        let base = fresh_dir("sparse");
+        let (dir, copies) = (base.join("plugins"), base.join("copies"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&copies).unwrap();
+        // 1 GiB that starts like a complete ELF file (the test binary's first 4 KiB).
+        let big = dir.join("libbig.so");
+        let head = std::fs::read(std::env::current_exe().unwrap()).unwrap()[..4096].to_vec();
+        std::fs::write(&big, &head).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(1 << 30).unwrap();
+        let before = peak_rss_kb();
+        let report = scan_dir_private(&dir, &copies).unwrap();
+        let grown_mb = (peak_rss_kb() - before) / 1024;
+        assert!(report.loaded.is_empty());
+        let msg = report.refused[0].to_string();
+        assert!(msg.contains("libbig.so") && msg.contains("over the plugin size bound"), "{msg}");
+        assert_eq!(std::fs::read_dir(&copies).unwrap().count(), 0, "no copy written");
+        // The old check read the whole file: 1 GiB. Other tests share the process, so the
+        // bound is loose.
+        assert!(grown_mb < 200, "peak RSS grew by {grown_mb} MB");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_completeness_check_reads_headers_only() {
+        // Under the bound, large and sparse: the test binary's headers followed by zeros, so
+        // every table and segment lies inside the file and it passes, after reading a few
+        // kilobytes (the old check read all 300 MiB).
+        let base = fresh_dir("headers");
+        let file = base.join("libsparse.so");
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        std::fs::write(&file, &exe[..4096]).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(300 << 20).unwrap();
+        let before = peak_rss_kb();
+        let result = loader::check_elf_complete(&file);
+        let grown_mb = (peak_rss_kb() - before) / 1024;
+        assert_eq!(result, Ok(()));
+        assert!(grown_mb < 100, "peak RSS grew by {grown_mb} MB");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn symlinks_leaving_the_directory_are_refused_and_non_files_skipped() {
+        let base = fresh_dir("links");
+        let (dir, outside) = (base.join("plugins"), base.join("elsewhere"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        std::fs::copy(&exe, outside.join("libout.so")).unwrap();
+        std::fs::copy(&exe, dir.join("libinside.so")).unwrap();
+        std::os::unix::fs::symlink(outside.join("libout.so"), dir.join("libout.so")).unwrap();
+        std::os::unix::fs::symlink(dir.join("libinside.so"), dir.join("libalias.so")).unwrap();
+        std::os::unix::fs::symlink(dir.join("libloop.so"), dir.join("libloop.so")).unwrap();
+        std::fs::create_dir(dir.join("libdir.so")).unwrap();
+        let fifo = std::ffi::CString::new(dir.join("libfifo.so").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+
+        assert_eq!(screen_entry(&dir, &dir.join("libinside.so")), Entry::File);
+        assert_eq!(screen_entry(&dir, &dir.join("libalias.so")), Entry::File, "a link inside the directory");
+        assert_eq!(screen_entry(&dir, &dir.join("libdir.so")), Entry::NotAFile("a directory".into()));
+        assert_eq!(screen_entry(&dir, &dir.join("libfifo.so")), Entry::NotAFile("a FIFO".into()));
+        assert!(matches!(screen_entry(&dir, &dir.join("libloop.so")), Entry::NotAFile(w) if w.contains("loop")));
+
+        let report = scan_dir(&dir).unwrap();
+        let refused: Vec<String> = report.refused.iter().map(|e| e.to_string()).collect();
+        let out = refused.iter().find(|r| r.contains("libout.so")).expect("the outside link is refused");
+        assert!(out.contains("outside the plugin directory") && out.contains("elsewhere"), "{out}");
+        // The test binary is no plugin: refused for that, not skipped; the non-files are not in
+        // the report at all (and the FIFO did not hang the scan).
+        assert!(
+            refused.iter().any(|r| r.contains("libinside.so") && r.contains("not a loadable shared library")),
+            "{refused:?}"
+        );
+        for skipped in ["libdir.so", "libfifo.so", "libloop.so"] {
+            assert!(!refused.iter().any(|r| r.contains(skipped)), "{skipped}: {refused:?}");
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn skipped_entries_are_logged_once_at_debug() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        let base = fresh_dir("skiplog");
+        std::fs::create_dir(base.join("libdir.so")).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                scan_dir(&base).unwrap();
+            }
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("libdir.so")).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].contains("DEBUG") && lines[0].contains("a directory"), "{}", lines[0]);
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -141,7 +141,8 @@ impl From<RecValue> for Value {
             RecValue::BoolArray(a) => Value::BoolArray(a.into()),
             RecValue::IntArray(a) => Value::IntArray(a.into()),
             RecValue::FloatArray(a) => Value::FloatArray(a.into_iter().map(|f| f.0).collect::<Vec<_>>().into()),
-            RecValue::Json(s) => Value::Json(s.into()),
+            // Checked as it enters: a malformed or too deep value is carried as a string.
+            RecValue::Json(s) => Value::json_checked(s),
         }
     }
 }
