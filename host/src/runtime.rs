@@ -1231,6 +1231,82 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(500), handle.task).await.expect("task ends at shutdown").unwrap();
     }
 
+    /// Counts samples as `Counter` does; blocks in `handle` on a sample of topic `hang` until
+    /// its gate opens.
+    struct Hangs {
+        count: u64,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl ProducerLogic for Hangs {
+        fn handle(&mut self, input: Input<'_>, now: f64, out: &mut Actions) -> Result<(), PluginError> {
+            match input {
+                Input::Sample(s) if s.topic.as_str() == "hang" => {
+                    let (open, cv) = &*self.gate;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                }
+                Input::Sample(_) => {
+                    self.count += 1;
+                    out.send(love_plugin_api::message::event("Counter", 0, "count", &self.count.to_string(), now));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<String, PluginError> {
+            Ok(self.count.to_string())
+        }
+        fn restore(&mut self, s: &str) -> Result<(), PluginError> {
+            self.count = s.parse().map_err(|_| PluginError::new("bad snapshot"))?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_producer_is_reported_its_samples_dropped_and_it_recovers_when_the_call_returns() {
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let g = gate.clone();
+        let settings =
+            RuntimeSettings { call_timeout: Duration::from_millis(200), inbox_capacity: 8, ..Default::default() };
+        let create: CreateFn = Arc::new(move |_| Ok(into_producer_box(Hangs { count: 0, gate: g.clone() })));
+        let (trigger, outbox, sal, handle) = setup_with_settings(create, settings);
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 1).await;
+        tx.send(sample("hang")).await.unwrap();
+        wait_for(|| handle.status.clock.is_stuck()).await;
+        let stuck = handle.status.clock.stuck_call(mono_ns()).unwrap();
+        assert_eq!(stuck.call, CallKind::Handle(InputKind::SAMPLE));
+        assert!(stuck.elapsed >= Duration::from_millis(200));
+        // While it is stuck its samples are dropped and counted, not queued.
+        for _ in 0..100 {
+            tx.send(sample("a")).await.unwrap();
+        }
+        wait_for(|| handle.status.inputs_dropped.load(Ordering::Relaxed) == 100).await;
+        // A deployment cannot swap it.
+        let v2: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
+        let err = handle.replace(v2, "counter", "counter 2.0.0", true, true).await.unwrap_err();
+        assert!(err.contains("stuck in handle(SAL sample)"), "{err}");
+        // The call returns: the producer takes inputs again, its state intact.
+        {
+            let (open, cv) = &*gate;
+            *open.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        wait_for(|| !handle.status.clock.is_stuck()).await;
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 2).await;
+        assert_eq!(counts(&outbox)[1], ("count".to_string(), "2".to_string()));
+        assert_eq!(handle.status.clock.stuck_total.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.current.lock().unwrap().1, "counter 1.0.0", "the swap refused while stuck never happened");
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
+    }
+
     fn setup() -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
         setup_with(Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count" }))))
     }
@@ -1240,6 +1316,16 @@ mod tests {
     fn setup_with(
         create: CreateFn,
     ) -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
+        setup_with_settings(
+            create,
+            RuntimeSettings { snapshot_interval: Duration::from_millis(20), ..Default::default() },
+        )
+    }
+
+    fn setup_with_settings(
+        create: CreateFn,
+        settings: RuntimeSettings,
+    ) -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (events, _) = broadcast::channel(16);
         let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events, connections: Default::default() });
@@ -1248,7 +1334,7 @@ mod tests {
             outbox: outbox.clone(),
             sal: sal.clone(),
             catalog: Arc::new(|_| None),
-            settings: RuntimeSettings { snapshot_interval: Duration::from_millis(20), ..Default::default() },
+            settings,
             shutdown,
         };
         let spec = ProducerSpec {
