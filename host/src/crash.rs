@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::component::ComponentName;
 use crate::factory::ProducerSource;
-use crate::plugin::quarantine::{file_identity, FileIdentity};
+use crate::plugin::quarantine::{file_identity_cached, FileIdentity};
 use crate::watchdog::CallKind;
 
 /// The plugin file a producer's code comes from, as a crash record names it.
@@ -45,7 +45,7 @@ impl PluginOrigin {
                 name: p.descriptor.name.clone(),
                 version: p.descriptor.version.clone(),
                 file: p.path.clone(),
-                identity: file_identity(&p.path).ok(),
+                identity: file_identity_cached(&p.path).ok(),
             }),
         }
     }

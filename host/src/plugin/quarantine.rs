@@ -69,6 +69,26 @@ pub fn file_identity(path: &Path) -> std::io::Result<FileIdentity> {
     }
 }
 
+/// [`file_identity`], remembered per file version (device, inode, size, modification time):
+/// every producer of a plugin names the same file, and hashing it once per producer would cost
+/// seconds with a hundred producers.
+pub fn file_identity_cached(path: &Path) -> std::io::Result<FileIdentity> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (PathBuf, u64, u64, u64, i64, i64);
+    static CACHE: OnceLock<Mutex<HashMap<Key, FileIdentity>>> = OnceLock::new();
+    let m = std::fs::metadata(path)?;
+    let key = (path.to_path_buf(), m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(id) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(*id);
+    }
+    let id = file_identity(path)?;
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, id);
+    Ok(id)
+}
+
 /// One crash, as the handler recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
