@@ -68,6 +68,7 @@ fn main() {
                 label: "csc 1.0.0".into(),
                 create: csc_create(),
                 config,
+                origin: None,
                 subscribe_own: true,
             };
             handles.push(spawn_producer(spec, ctx.clone()).unwrap());

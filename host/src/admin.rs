@@ -162,6 +162,21 @@ pub fn render_metrics(state: &AdminState) -> String {
         "heartbeat_lost",
         "Lost heartbeats in each producer's latest Heartbeat message (-1: none yet)",
     );
+    let stuck = gauge_family::<ComponentLabels>(
+        &mut reg,
+        "producer_stuck",
+        "1 while a call into the producer has run longer than --producer-call-timeout",
+    );
+    let stuck_total = counter_family::<ComponentLabels>(
+        &mut reg,
+        "producer_stuck_calls",
+        "Calls into each producer found stuck by the watchdog",
+    );
+    let dropped = counter_family::<ComponentLabels>(
+        &mut reg,
+        "producer_inputs_dropped",
+        "Inputs dropped because the producer was stuck in a call",
+    );
     let serving = gauge_family::<ServingLabels>(
         &mut reg,
         "producer_info",
@@ -185,6 +200,9 @@ pub fn render_metrics(state: &AdminState) -> String {
         set_counter(&restarts.get_or_create(&c), st.restarts.load(Ordering::Relaxed));
         set_counter(&panics.get_or_create(&c), st.panics.load(Ordering::Relaxed));
         set_counter(&errors.get_or_create(&c), st.errors.load(Ordering::Relaxed));
+        stuck.get_or_create(&c).set(st.clock.is_stuck() as i64);
+        set_counter(&stuck_total.get_or_create(&c), st.clock.stuck_total.load(Ordering::Relaxed));
+        set_counter(&dropped.get_or_create(&c), st.inputs_dropped.load(Ordering::Relaxed));
         set_counter(&requests.get_or_create(&c), st.requests.load(Ordering::Relaxed));
         set_counter(&replies.get_or_create(&c), st.replies.load(Ordering::Relaxed));
         let age = st.last_sample_time().map(|t| (now - t).max(0.0).round() as i64).unwrap_or(-1);
@@ -303,6 +321,18 @@ pub fn not_ready_reasons(state: &AdminState) -> Vec<String> {
     if !state.sal.is_ready() {
         reasons.push(format!("SAL source {} not ready", state.sal.name()));
     }
+    let now = crate::watchdog::mono_ns();
+    for p in &state.producers {
+        if let Some(s) = p.status.clock.stuck_call(now) {
+            let label = p.current.lock().map(|g| g.1.clone()).unwrap_or_default();
+            reasons.push(format!(
+                "producer {} ({label}) stuck in {} for {:.0} s; its inputs are dropped",
+                p.component,
+                s.call.describe(),
+                s.elapsed.as_secs_f64()
+            ));
+        }
+    }
     if state.plugins_expected && state.registry.lock().map(|r| r.plugins().is_empty()).unwrap_or(true) {
         reasons.push("no plugin loaded from the plugin directory".into());
     }
@@ -316,12 +346,23 @@ fn producers_json(state: &AdminState) -> serde_json::Value {
         .map(|p| {
             let (ty, label) = p.current.lock().map(|g| g.clone()).unwrap_or_default();
             let st = &p.status;
+            let stuck = st.clock.stuck_call(crate::watchdog::mono_ns());
+            let run_state = if stuck.is_some() {
+                "stuck"
+            } else if st.panics.load(Ordering::Relaxed) > st.restarts.load(Ordering::Relaxed) {
+                "restarting"
+            } else {
+                "running"
+            };
             json!({
                 "component": p.component.name,
                 "index": p.component.index,
                 "producer_type": ty,
                 "plugin": label,
-                "state": if st.panics.load(Ordering::Relaxed) > st.restarts.load(Ordering::Relaxed) { "restarting" } else { "running" },
+                "state": run_state,
+                "stuck_call": stuck.map(|s| s.call.describe()),
+                "stuck_seconds": stuck.map(|s| s.elapsed.as_secs_f64()),
+                "inputs_dropped": st.inputs_dropped.load(Ordering::Relaxed),
                 "last_sample_time": st.last_sample_time(),
                 "samples": st.samples.load(Ordering::Relaxed),
                 "messages_sent": st.sent.load(Ordering::Relaxed),

@@ -15,16 +15,46 @@ use crate::component::ComponentName;
 use crate::deploy::{Deployer, FactoryInputs, ManagedProducer};
 use crate::factory::{assign, parse_overrides, Assignment, ProducerSource};
 use crate::manager::config::{LinkConfig, SinkKind};
-use crate::plugin::{loader::host_api_version, scan_dir, scan_dir_private, PluginRegistry};
+use crate::plugin::{loader::host_api_version, quarantine, scan_dir_checked, scan_dir_private, PluginRegistry};
 use crate::runtime::{spawn_producer, CreateFn, ProducerSpec, RuntimeContext, RuntimeSettings};
 use crate::sal::catalog::TopicCatalog;
 use crate::sal::SalSource;
 use crate::shutdown;
 
+/// `love-host plugins --plugin-dir DIR [--clear-quarantine]`: forget the crash records of the
+/// directory's files if asked, then list what it offers.
+pub fn plugins_command(
+    dir: &Path,
+    state_dir: Option<&Path>,
+    clear_quarantine: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let state_dir = state_dir.map(Path::to_path_buf).unwrap_or_else(quarantine::default_state_dir);
+    if clear_quarantine {
+        let cleared = quarantine::Quarantine::clear(&state_dir, dir)
+            .with_context(|| format!("clearing the quarantine in {}", state_dir.display()))?;
+        for e in &cleared {
+            writeln!(out, "cleared quarantine of {}: {}", e.file.display(), e.describe())?;
+        }
+        if cleared.is_empty() {
+            writeln!(out, "no quarantined file in {} (state directory {})", dir.display(), state_dir.display())?;
+        }
+    }
+    let (q, warnings) = quarantine::Quarantine::load(&state_dir);
+    for w in warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    list_plugins_checked(dir, &q, out)
+}
+
 /// `love-host plugins --plugin-dir DIR`: list what a directory offers, without connecting
 /// anywhere. Returns the text printed.
 pub fn list_plugins(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
-    let report = scan_dir(dir)?;
+    list_plugins_checked(dir, &quarantine::Quarantine::default(), out)
+}
+
+fn list_plugins_checked(dir: &Path, q: &quarantine::Quarantine, out: &mut dyn Write) -> anyhow::Result<()> {
+    let report = scan_dir_checked(dir, q)?;
     writeln!(out, "plugin directory {} (host interface love-plugin-api {})", dir.display(), host_api_version())?;
     if report.loaded.is_empty() && report.refused.is_empty() {
         writeln!(out, "no plugins (*.so) found")?;
@@ -48,6 +78,15 @@ pub fn list_plugins(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     for e in &report.refused {
         writeln!(out, "REFUSED {e}")?;
+    }
+    for (file, e) in &report.quarantined {
+        writeln!(
+            out,
+            "QUARANTINED {}: {} (love-host plugins --clear-quarantine --plugin-dir {})",
+            file.display(),
+            e.describe(),
+            dir.display()
+        )?;
     }
     Ok(())
 }
@@ -126,7 +165,20 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             let copies = plugin_copies_dir(args);
             crate::deploy::prepare_copies_dir(&copies)
                 .with_context(|| format!("preparing the private plugin copy directory {}", copies.display()))?;
-            let report = scan_dir_private(dir, &copies)?;
+            let (q, warnings) = quarantine::Quarantine::load(&state_dir(args));
+            for w in warnings {
+                warn!("plugin quarantine: {w}");
+            }
+            let report = scan_dir_private(dir, &copies, &q)?;
+            for (file, e) in &report.quarantined {
+                warn!(
+                    file = %file.display(), plugin = %e.plugin, version = %e.version,
+                    "plugin file {} is quarantined and not loaded: {}; its components are served by \
+                     another version or the fallback producer until it is replaced by a new build or cleared \
+                     (love-host plugins --clear-quarantine --plugin-dir {})",
+                    file.display(), e.describe(), dir.display()
+                );
+            }
             if report.loaded.is_empty() && report.refused.is_empty() {
                 warn!(
                     "plugin directory {} holds no plugins (*.so); only the built-in base producer is available",
@@ -199,6 +251,30 @@ pub fn create_fn(source: &ProducerSource) -> CreateFn {
         ProducerSource::Plugin(p) => {
             let p = p.clone();
             Arc::new(move |config: &str| p.create(config))
+        }
+    }
+}
+
+/// The state directory (`--state-dir`, else [`quarantine::default_state_dir`]).
+fn state_dir(args: &RunArgs) -> PathBuf {
+    args.state_dir.clone().unwrap_or_else(quarantine::default_state_dir)
+}
+
+/// Install the crash handler, recording into the state directory's quarantine file (without
+/// one, if the directory cannot be made: crashes are then only reported on standard error).
+fn install_crash_handler(args: &RunArgs) {
+    let dir = state_dir(args);
+    match quarantine::prepare_state_dir(&dir) {
+        Ok(file) => {
+            info!("state directory {} (crash quarantine: {})", dir.display(), file.display());
+            crate::crash::install(Some(&file));
+        }
+        Err(e) => {
+            warn!(
+                "state directory {}: {e}; a plugin that crashes the process will not be quarantined (set --state-dir)",
+                dir.display()
+            );
+            crate::crash::install(None);
         }
     }
 }
@@ -295,10 +371,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::deploy::remove_stale_copies(&std::env::temp_dir(), &copies);
         crate::deploy::CopiesGuard::new(&copies)
     });
+    install_crash_handler(&args);
     let plan = plan(&args)?;
     let components: Vec<ComponentName> = plan.assignments.iter().map(|a| a.component.clone()).collect();
     let link_cfg = link_plan(&args, &components)?;
     secs(args.telemetry_period, "--telemetry-period")?;
+    secs(args.producer_call_timeout, "--producer-call-timeout")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("love-host")
@@ -331,7 +409,10 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
         outbox: Arc::new(links[0].1.clone()),
         sal: sal.clone(),
         catalog: Arc::new(move |name: &str| catalog.component(name).cloned()),
-        settings: RuntimeSettings::default(),
+        settings: RuntimeSettings {
+            call_timeout: secs(args.producer_call_timeout, "--producer-call-timeout")?,
+            ..RuntimeSettings::default()
+        },
         shutdown: shutdown.clone(),
     };
     let settings = producer_settings(&args);
@@ -351,6 +432,7 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
             producer_type: a.producer_type.clone(),
             label: a.source.label(),
             create: create_fn(&a.source),
+            origin: crate::crash::PluginOrigin::of(&a.source),
             subscribe_own: config.catalog.is_some() && !matches!(a.source, ProducerSource::Base),
             config,
         };
@@ -430,9 +512,7 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
     };
     trigger.trigger();
     let managed = deploy_task.await.unwrap_or_default();
-    for m in managed {
-        let _ = tokio::time::timeout(Duration::from_secs(5), m.handle.task).await;
-    }
+    stop_producers(managed, Duration::from_secs(5)).await;
     if let Some(r) = &recorder {
         r.finish();
     }
@@ -456,6 +536,24 @@ async fn run_async(args: RunArgs, plan: Plan, link_plan: LinkPlan) -> anyhow::Re
     }
     info!("love-host stopped");
     Ok(())
+}
+
+/// Wait for the producers' threads to end, all within one `bound`; a producer stuck in a call
+/// is abandoned (its thread ends with the process), and the log says which.
+async fn stop_producers(managed: Vec<ManagedProducer>, bound: Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    for mut m in managed {
+        if tokio::time::timeout_at(deadline, &mut m.handle.task).await.is_err() {
+            let label = m.handle.current.lock().map(|c| c.1.clone()).unwrap_or_default();
+            let stuck = m.handle.status.clock.stuck_call(crate::watchdog::mono_ns());
+            let call = stuck.map(|s| format!(" (stuck in {} for {:.1} s)", s.call.describe(), s.elapsed.as_secs_f64()));
+            warn!(
+                component = %m.handle.component.name, index = m.handle.component.index, plugin = %label,
+                "producer {} ({label}) did not stop within {:.0} s{}; abandoned",
+                m.handle.component, bound.as_secs_f64(), call.unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// Watch the plugin directory (and SIGHUP) and apply deployments until shutdown. The task
@@ -501,7 +599,8 @@ fn start_deployment(
     };
     let copies = plugin_copies_dir(args);
     let deployer = Deployer::new(&dir, &copies, args.allow_downgrade, plan.registry.plugins())
-        .with_context(|| format!("preparing the private plugin copy directory {}", copies.display()))?;
+        .with_context(|| format!("preparing the private plugin copy directory {}", copies.display()))?
+        .with_quarantine(quarantine::Quarantine::load(&state_dir(args)).0);
     let stats = deployer.stats.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let fs_tx = tx.clone();

@@ -30,6 +30,12 @@ pub enum Command {
         /// Directory of plugin `.so` files.
         #[arg(long, env = "LOVE_PLUGIN_DIR")]
         plugin_dir: PathBuf,
+        /// State directory holding the crash quarantine (default as for running).
+        #[arg(long, env = "LOVE_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Forget the crash records of this directory's files: a quarantined file loads again.
+        #[arg(long)]
+        clear_quarantine: bool,
     },
     /// Show the topic catalog in force: its components; a component's topics; a topic's fields
     /// with types, array lengths and units.
@@ -180,6 +186,17 @@ pub struct RunArgs {
     /// copied.
     #[arg(long, default_value_t = crate::plugin::loader::DEFAULT_MAX_PLUGIN_SIZE)]
     pub max_plugin_size: u64,
+
+    /// Where love-host keeps state across restarts: the quarantine of plugin files that crashed
+    /// the process. Default: $STATE_DIRECTORY (systemd), /var/lib/love-host for root, else
+    /// ~/.local/state/love-host.
+    #[arg(long, env = "LOVE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Seconds a call into a producer may run before the watchdog reports it stuck (its inputs
+    /// are then dropped until it returns; the other producers keep running).
+    #[arg(long, default_value_t = 5.0)]
+    pub producer_call_timeout: f64,
 
     /// A producer setting handed to every producer: NAME=VALUE (repeatable), e.g.
     /// `FINISHED_SCRIPTS_LIST_SIZE=20` or a third-party plugin's own settings.

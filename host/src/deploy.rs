@@ -93,6 +93,8 @@ pub struct Deployer {
     /// Active plugin per name, with the deployed file it came from.
     active: HashMap<String, (Arc<LoadedPlugin>, PathBuf)>,
     next_copy: u64,
+    /// Files that crashed the process before, not loaded again.
+    quarantine: crate::plugin::quarantine::Quarantine,
     /// Outcome counters.
     pub stats: Arc<DeployStats>,
 }
@@ -217,8 +219,14 @@ impl Deployer {
             seen,
             active,
             next_copy: 0,
+            quarantine: Default::default(),
             stats,
         })
+    }
+
+    /// Refuse the files `quarantine` keeps out (they crashed the process before).
+    pub fn with_quarantine(self, quarantine: crate::plugin::quarantine::Quarantine) -> Self {
+        Deployer { quarantine, ..self }
     }
 
     /// The directory watched.
@@ -287,6 +295,10 @@ impl Deployer {
             DeployAction::Refused { path: path.to_path_buf(), reason }
         };
         if let Entry::Refused(reason) = screen_entry(&self.dir, path) {
+            return refuse(self, reason);
+        }
+        if let Some(e) = self.quarantine.check(path) {
+            let reason = format!("quarantined: {} (love-host plugins --clear-quarantine to load it)", e.describe());
             return refuse(self, reason);
         }
         self.next_copy += 1;
@@ -421,7 +433,8 @@ pub async fn apply(
         let same_plugin = m.plugin.as_ref().is_some_and(|p| p.descriptor.name == name);
         let create = crate::app::create_fn(&a.source);
         let label = a.source.label();
-        match m.handle.replace(create, &a.producer_type, &label, same_plugin, known.is_some()).await {
+        let origin = crate::crash::PluginOrigin::of(&a.source);
+        match m.handle.replace_plugin(create, origin, &a.producer_type, &label, same_plugin, known.is_some()).await {
             Ok(report) => {
                 stats.swaps_ok.fetch_add(1, Ordering::Relaxed);
                 total += report.duration;

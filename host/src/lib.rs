@@ -7,6 +7,7 @@ pub mod base;
 pub mod cli;
 pub mod component;
 pub mod config;
+pub mod crash;
 pub mod deploy;
 pub mod factory;
 pub mod manager;
@@ -17,6 +18,7 @@ pub mod shutdown;
 #[cfg(test)]
 mod testutil;
 pub mod topics;
+pub mod watchdog;
 
 /// The allocator of every program built on this library (the binaries, the benches, the
 /// tests). Samples are allocated by the SAL reader's thread and freed by the producers'; glibc's

@@ -12,7 +12,6 @@ fn main() -> std::process::ExitCode {
     };
     cli.run.links = links;
     let result = match &cli.command {
-        Some(Command::Plugins { plugin_dir }) => love_host::app::list_plugins(plugin_dir, &mut std::io::stdout()),
         Some(Command::Catalog { component, topic, xml_dir }) => love_host::topics::show(
             xml_dir.as_deref(),
             component.as_deref(),
@@ -20,6 +19,9 @@ fn main() -> std::process::ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
+        Some(Command::Plugins { plugin_dir, state_dir, clear_quarantine }) => {
+            love_host::app::plugins_command(plugin_dir, state_dir.as_deref(), *clear_quarantine, &mut std::io::stdout())
+        }
         None => love_host::app::run(cli.run),
     };
     match result {

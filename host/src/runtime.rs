@@ -1,9 +1,19 @@
-//! The producer runtime: one tokio task per producer.
+//! The producer runtime: one OS thread per producer.
 //!
-//! Each task owns its producer and calls it synchronously with one input at a time (a SAL
-//! sample, a link event, a tick, a command ack), then carries out the returned actions. A
-//! producer that panics (caught by the SDK and returned as an error) is rebuilt from its last
-//! snapshot after a backoff; inputs that arrive meanwhile wait in its inbox.
+//! Each producer's task runs on a thread of its own (a single-threaded tokio runtime): it owns
+//! its producer and calls it synchronously with one input at a time (a SAL sample, a link
+//! event, a tick, a command ack), then carries out the returned actions. A producer that panics
+//! (caught by the SDK and returned as an error) is rebuilt from its last snapshot after a
+//! backoff; inputs that arrive meanwhile wait in its inbox.
+//!
+//! A call into a plugin that never returns blocks that thread and nothing else: the manager
+//! link, the SAL sources, the admin endpoint and the other producers run on the shared async
+//! runtime or on their own threads. A supervisor task on the shared runtime stands in front of
+//! each producer: it forwards its SAL samples into the bounded inbox and watches its calls
+//! ([`crate::watchdog`]). A call running longer than `call_timeout` is reported (log,
+//! `/metrics`, `/readyz`, `/producers`); while it runs, the producer's samples are dropped and
+//! counted rather than queued, and if it returns at last the producer takes inputs again.
+//! Around every call the thread also names the plugin for the crash handler ([`crate::crash`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +28,15 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::component::ComponentName;
+use crate::crash::{CrashRecord, PluginOrigin};
 use crate::manager::{LinkEvent, Outgoing};
 use crate::sal::{SalCommand, SalSource};
 use crate::shutdown::Shutdown;
+use crate::watchdog::{check_period, mono_ns, CallClock, CallKind};
+
+/// Capacity of a producer's intake (the channel its SAL subscriptions write to, in front of its
+/// inbox): small, the inbox holds the backlog.
+const INTAKE_CAPACITY: usize = 64;
 
 /// Where producers' messages go and where link events come from.
 pub trait Outbox: Send + Sync + 'static {
@@ -59,6 +75,8 @@ pub struct ProducerSpec {
     pub config: ProducerConfig,
     /// Whether to subscribe it to its own component's SAL samples.
     pub subscribe_own: bool,
+    /// The plugin file it comes from (`None`: built in), named if its code crashes the process.
+    pub origin: Option<PluginOrigin>,
 }
 
 /// Runtime settings shared by every producer.
@@ -70,6 +88,8 @@ pub struct RuntimeSettings {
     pub max_restart_backoff: Duration,
     /// Capacity of each producer's sample inbox.
     pub inbox_capacity: usize,
+    /// A call into a producer running longer than this is reported stuck (the watchdog).
+    pub call_timeout: Duration,
 }
 
 impl Default for RuntimeSettings {
@@ -78,6 +98,7 @@ impl Default for RuntimeSettings {
             snapshot_interval: Duration::from_secs(10),
             max_restart_backoff: Duration::from_secs(30),
             inbox_capacity: 4096,
+            call_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -124,6 +145,10 @@ pub struct ProducerStatus {
     pub replies: AtomicU64,
     /// The `lost` count of the producer's latest Heartbeat message (`u64::MAX`: none yet).
     pub heartbeat_lost: AtomicU64,
+    /// The call into the plugin in progress, for the watchdog.
+    pub clock: CallClock,
+    /// Inputs dropped because the producer was not taking them (stuck in a call).
+    pub inputs_dropped: AtomicU64,
 }
 
 impl ProducerStatus {
@@ -162,6 +187,8 @@ pub enum Control {
         keep_state: bool,
         /// Whether the new producer reads its own component's SAL samples.
         subscribe_own: bool,
+        /// The new producer's plugin file.
+        origin: Option<PluginOrigin>,
         /// The outcome.
         reply: oneshot::Sender<Result<SwapReport, String>>,
     },
@@ -194,7 +221,7 @@ pub struct ProducerHandle {
     pub status: Arc<ProducerStatus>,
     /// Requests to the task.
     pub control: mpsc::Sender<Control>,
-    /// Its task.
+    /// Ends when the producer's thread has ended (never, for a thread stuck in a call).
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -208,6 +235,31 @@ impl ProducerHandle {
         keep_state: bool,
         subscribe_own: bool,
     ) -> Result<SwapReport, String> {
+        self.replace_plugin(create, None, producer_type, label, keep_state, subscribe_own).await
+    }
+
+    /// [`ProducerHandle::replace`] with the new producer's plugin file (named if it crashes).
+    /// A producer stuck in a call cannot be replaced: the request fails at once, or as soon as
+    /// the watchdog finds the producer stuck while it waits.
+    pub async fn replace_plugin(
+        &self,
+        create: CreateFn,
+        origin: Option<PluginOrigin>,
+        producer_type: &str,
+        label: &str,
+        keep_state: bool,
+        subscribe_own: bool,
+    ) -> Result<SwapReport, String> {
+        let stuck_error = |s: crate::watchdog::Stuck| {
+            format!(
+                "the producer is stuck in {} (for {:.1} s); it cannot be replaced until the call returns",
+                s.call.describe(),
+                s.elapsed.as_secs_f64()
+            )
+        };
+        if let Some(s) = self.status.clock.stuck_call(mono_ns()) {
+            return Err(stuck_error(s));
+        }
         let (reply, rx) = oneshot::channel();
         let req = Control::Replace {
             create,
@@ -215,10 +267,25 @@ impl ProducerHandle {
             label: label.to_string(),
             keep_state,
             subscribe_own,
+            origin,
             reply,
         };
-        self.control.send(req).await.map_err(|_| "producer task has stopped".to_string())?;
-        rx.await.map_err(|_| "producer task has stopped".to_string())?
+        let swap = async {
+            self.control.send(req).await.map_err(|_| "producer task has stopped".to_string())?;
+            rx.await.map_err(|_| "producer task has stopped".to_string())?
+        };
+        let stuck = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(s) = self.status.clock.stuck_call(mono_ns()) {
+                    return s;
+                }
+            }
+        };
+        tokio::select! {
+            r = swap => r,
+            s = stuck => Err(stuck_error(s)),
+        }
     }
 }
 
@@ -227,43 +294,108 @@ pub fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Create the producer (errors are reported to the caller before anything runs) and spawn its
-/// task.
+/// Create the producer on a thread of its own and start it there (creation errors are reported
+/// to the caller before anything runs; a `create` that does not return within the call timeout
+/// is an error too, and its thread is abandoned). Must be called within a tokio runtime: the
+/// producer's supervisor, its SAL subscriptions and its commands run on it.
 pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<ProducerHandle, String> {
     let config_json = serde_json::to_string(&spec.config).map_err(|e| e.to_string())?;
-    let producer =
-        (spec.create)(&config_json).map_err(|e| format!("{}: cannot create producer: {e}", spec.component))?;
+    let main = tokio::runtime::Handle::try_current()
+        .map_err(|_| format!("{}: producers must be started within a tokio runtime", spec.component))?;
     let status = Arc::new(ProducerStatus::new());
-    let (sample_tx, sample_rx) = mpsc::channel(ctx.settings.inbox_capacity);
+    let crash = spec.origin.as_ref().map(|o| CrashRecord::new(o, &spec.component));
+    let (intake_tx, intake_rx) = mpsc::channel(INTAKE_CAPACITY);
+    let (inbox_tx, inbox_rx) = mpsc::channel(ctx.settings.inbox_capacity);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let events = ctx.outbox.events();
     let (control_tx, control_rx) = mpsc::channel(4);
     let current = Arc::new(std::sync::Mutex::new((spec.producer_type.clone(), spec.label.clone())));
-    let task_state = ProducerTask {
-        current: current.clone(),
-        component: spec.component.clone(),
-        producer_type: spec.producer_type.clone(),
-        create: spec.create.clone(),
-        config_json,
-        producer,
-        ctx: ctx.clone(),
-        status: status.clone(),
-        sample_tx,
-        ack_tx,
-        subscribed: HashSet::new(),
-        wake: None,
-        last_snapshot: None,
-        consecutive_panics: 0,
-        last_panic: None,
-        panicked: false,
-        latest_events: HashMap::new(),
-        subscribe_own: spec.subscribe_own,
-        initialized_for: 0,
-    };
+    let (created_tx, created_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+    let (done_tx, done_rx) = oneshot::channel::<()>();
     let component = spec.component.clone();
-    let task = tokio::spawn(async move {
-        task_state.run(sample_rx, ack_rx, events, control_rx).await;
-        debug!(component = %component.name, index = component.index, "producer task ended");
+    let thread = {
+        let (status, current, ctx, main) = (status.clone(), current.clone(), ctx.clone(), main.clone());
+        let component = component.clone();
+        let (producer_type, create, subscribe_own) =
+            (spec.producer_type.clone(), spec.create.clone(), spec.subscribe_own);
+        move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = created_tx.send(Err(format!("{component}: cannot start its runtime: {e}")));
+                    return;
+                }
+            };
+            let mut task_state = ProducerTask {
+                current,
+                component: component.clone(),
+                producer_type,
+                create,
+                config_json,
+                producer: None,
+                crash,
+                ctx,
+                main,
+                status,
+                intake_tx,
+                ack_tx,
+                subscribed: HashSet::new(),
+                wake: None,
+                last_snapshot: None,
+                consecutive_panics: 0,
+                last_panic: None,
+                panicked: false,
+                latest_events: HashMap::new(),
+                subscribe_own,
+                initialized_for: 0,
+            };
+            task_state.call_begin(CallKind::Create, task_state.crash.clone().as_ref());
+            let created = (task_state.create)(&task_state.config_json);
+            task_state.call_end();
+            match created {
+                Ok(p) => task_state.producer = Some(p),
+                Err(e) => {
+                    let _ = created_tx.send(Err(format!("{component}: cannot create producer: {e}")));
+                    return;
+                }
+            }
+            if created_tx.send(Ok(())).is_err() {
+                // The caller gave up waiting: nobody runs this producer.
+                return;
+            }
+            runtime.block_on(task_state.run(inbox_rx, ack_rx, events, control_rx));
+            debug!(component = %component.name, index = component.index, "producer thread ended");
+            let _ = done_tx.send(());
+        }
+    };
+    std::thread::Builder::new()
+        .name(format!("p:{}", spec.component))
+        .spawn(thread)
+        .map_err(|e| format!("{}: cannot start its thread: {e}", spec.component))?;
+    match created_rx.recv_timeout(ctx.settings.call_timeout) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            return Err(format!(
+                "{}: creating the producer ({}) did not return within {:.1} s; abandoned",
+                spec.component,
+                spec.label,
+                ctx.settings.call_timeout.as_secs_f64()
+            ))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            return Err(format!("{}: the producer's thread ended while creating it", spec.component))
+        }
+    }
+    let supervisor = Supervisor {
+        component: component.clone(),
+        status: status.clone(),
+        current: current.clone(),
+        bound: ctx.settings.call_timeout,
+    };
+    main.spawn(supervisor.run(intake_rx, inbox_tx, ctx.shutdown.clone()));
+    let task = main.spawn(async move {
+        let _ = done_rx.await;
     });
     Ok(ProducerHandle {
         component: spec.component,
@@ -276,16 +408,87 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
     })
 }
 
+/// Stands in front of a producer on the shared runtime: forwards its SAL samples into its inbox
+/// (waiting for room while the producer is busy, dropping and counting while it is stuck) and
+/// runs its watchdog.
+struct Supervisor {
+    component: ComponentName,
+    status: Arc<ProducerStatus>,
+    current: Arc<std::sync::Mutex<(String, String)>>,
+    bound: Duration,
+}
+
+impl Supervisor {
+    async fn run(
+        self,
+        mut intake: mpsc::Receiver<Arc<InputMsg>>,
+        inbox: mpsc::Sender<Arc<InputMsg>>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut tick = tokio::time::interval(check_period(self.bound));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A sample waiting for room in the inbox.
+        let mut pending: Option<Arc<InputMsg>> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                _ = tick.tick() => {
+                    self.check();
+                    if self.status.clock.is_stuck() && pending.take().is_some() {
+                        self.status.inputs_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                permit = inbox.reserve(), if pending.is_some() => match permit {
+                    Ok(p) => p.send(pending.take().expect("pending sample")),
+                    Err(_) => break,
+                },
+                m = intake.recv(), if pending.is_none() => match m {
+                    None => break,
+                    Some(m) if self.status.clock.is_stuck() => {
+                        let _ = m;
+                        self.status.inputs_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(m) => match inbox.try_send(m) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(m)) => pending = Some(m),
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    },
+                },
+            }
+        }
+    }
+
+    /// The watchdog's look at the producer's clock.
+    fn check(&self) {
+        let Some(stuck) = self.status.clock.check(mono_ns(), self.bound) else { return };
+        let label = self.current.lock().map(|c| c.1.clone()).unwrap_or_default();
+        let (c, i) = (&self.component.name, self.component.index);
+        error!(
+            component = %c, index = i, plugin = %label, call = stuck.call.describe(),
+            "producer {} ({label}) is stuck: {} has not returned for {:.1} s (watchdog bound {:.1} s); \
+             its inputs are dropped until it returns, the other producers keep running",
+            self.component, stuck.call.describe(), stuck.elapsed.as_secs_f64(), self.bound.as_secs_f64()
+        );
+    }
+}
+
 struct ProducerTask {
     current: Arc<std::sync::Mutex<(String, String)>>,
     component: ComponentName,
     producer_type: String,
     create: CreateFn,
     config_json: String,
-    producer: ProducerBox,
+    /// Always there once created; an `Option` so that it can be dropped under the watchdog
+    /// and crash record like any other call into the plugin.
+    producer: Option<ProducerBox>,
+    /// Names the current producer's plugin if its code crashes the process.
+    crash: Option<Arc<CrashRecord>>,
     ctx: RuntimeContext,
+    /// The shared runtime (SAL subscriptions and commands run there, not on this thread).
+    main: tokio::runtime::Handle,
     status: Arc<ProducerStatus>,
-    sample_tx: mpsc::Sender<Arc<InputMsg>>,
+    intake_tx: mpsc::Sender<Arc<InputMsg>>,
     ack_tx: mpsc::UnboundedSender<(u64, crate::sal::CommandAck)>,
     subscribed: HashSet<(String, i64)>,
     wake: Option<(Instant, f64)>,
@@ -351,6 +554,7 @@ impl ProducerTask {
                         self.deliver(&msg).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
+                        self.status.inputs_dropped.fetch_add(n, Ordering::Relaxed);
                         warn!(component = %self.component.name, index = self.component.index, "producer fell behind and missed {n} link events");
                         // A missed `Connected` would leave this connection without the
                         // producer's initial data until the next resubscription.
@@ -376,6 +580,54 @@ impl ProducerTask {
             }
             self.recover(&mut shutdown).await;
         }
+        // The producer's destructor is plugin code too.
+        let record = self.crash.clone();
+        let producer = self.producer.take();
+        self.call_begin(CallKind::Drop, record.as_ref());
+        drop(producer);
+        self.call_end();
+    }
+
+    /// The thread enters the plugin: stamp the watchdog's clock, name the plugin for the crash
+    /// handler.
+    fn call_begin(&self, call: CallKind, record: Option<&Arc<CrashRecord>>) {
+        crate::crash::enter(record, call);
+        self.status.clock.begin(call, mono_ns());
+    }
+
+    /// The call returned (logs the recovery of a call the watchdog had found stuck).
+    fn call_end(&self) {
+        crate::crash::leave();
+        if let Some(lasted) = self.status.clock.end(mono_ns()) {
+            let label = self.current.lock().map(|c| c.1.clone()).unwrap_or_default();
+            warn!(
+                component = %self.component.name, index = self.component.index, plugin = %label,
+                "producer {} ({label}) is no longer stuck: the call returned after {:.1} s; it takes inputs again \
+                 ({} dropped so far)",
+                self.component, lasted.as_secs_f64(), self.status.inputs_dropped.load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    /// The producer (created before the task runs; only taken at its end).
+    fn producer(&mut self) -> &mut ProducerBox {
+        self.producer.as_mut().expect("the producer exists while its task runs")
+    }
+
+    /// Drop a producer that is no longer used, as a call into its plugin.
+    fn drop_producer(&self, producer: ProducerBox, record: Option<&Arc<CrashRecord>>) {
+        self.call_begin(CallKind::Drop, record);
+        drop(producer);
+        self.call_end();
+    }
+
+    /// `snapshot` of the current producer, as a call.
+    fn snapshot_call(&mut self) -> RResult<abi_stable::std_types::RString, abi_stable::std_types::RBoxError> {
+        let record = self.crash.clone();
+        self.call_begin(CallKind::Snapshot, record.as_ref());
+        let r = self.producer().snapshot();
+        self.call_end();
+        r
     }
 
     fn keep_latest_event(&mut self, msg: Arc<InputMsg>) {
@@ -428,7 +680,7 @@ impl ProducerTask {
     }
 
     fn take_snapshot(&mut self) {
-        match self.producer.snapshot() {
+        match self.snapshot_call() {
             RResult::ROk(s) => self.last_snapshot = Some(s.into()),
             RResult::RErr(e) => {
                 warn!(component = %self.component.name, index = self.component.index, "snapshot failed: {e}")
@@ -457,7 +709,10 @@ impl ProducerTask {
             };
             let now = unix_now();
             self.status.inputs.fetch_add(1, Ordering::Relaxed);
-            match self.producer.handle(input, now) {
+            self.call_begin(CallKind::Handle(input.kind), self.crash.as_ref());
+            let result = self.producer.as_mut().expect("the producer exists while its task runs").handle(input, now);
+            self.call_end();
+            match result {
                 RResult::ROk(actions) => {
                     let created = if input.kind == InputKind::SAMPLE { input.sample.received } else { 0.0 };
                     let is_request = input.kind == InputKind::MANAGER_MESSAGE;
@@ -534,7 +789,7 @@ impl ProducerTask {
                 // at most a day.
                 let timeout = if timeout.is_finite() && timeout > 0.0 { timeout.min(86_400.0) } else { 5.0 };
                 let cmd = SalCommand { component, index, name, fields, timeout };
-                tokio::spawn(async move {
+                self.main.spawn(async move {
                     let ack = sal.command(cmd).await;
                     let _ = tx.send((id, ack));
                 });
@@ -571,7 +826,9 @@ impl ProducerTask {
         if !self.subscribed.insert((component.clone(), index)) {
             return;
         }
-        if let Err(e) = self.ctx.sal.subscribe(&component, index, history, self.sample_tx.clone()) {
+        // On the shared runtime: the source's forwarding tasks must not depend on this thread.
+        let _in_main = self.main.enter();
+        if let Err(e) = self.ctx.sal.subscribe(&component, index, history, self.intake_tx.clone()) {
             warn!(
                 component = %self.component.name,
                 index = self.component.index,
@@ -582,8 +839,14 @@ impl ProducerTask {
 
     async fn control(&mut self, ctrl: Control) {
         match ctrl {
-            Control::Replace { create, producer_type, label, keep_state, subscribe_own, reply } => {
-                let outcome = self.replace(create, producer_type, label, keep_state, subscribe_own).await;
+            Control::Replace { create, producer_type, label, keep_state, subscribe_own, origin, reply } => {
+                if reply.is_closed() {
+                    // The deployer gave up waiting (this producer was stuck): a late swap
+                    // would surprise everyone.
+                    warn!(component = %self.component.name, index = self.component.index, "replacement by {label} abandoned by the deployer; not done");
+                    return;
+                }
+                let outcome = self.replace(create, origin, producer_type, label, keep_state, subscribe_own).await;
                 let _ = reply.send(outcome);
             }
         }
@@ -594,6 +857,7 @@ impl ProducerTask {
     async fn replace(
         &mut self,
         create: CreateFn,
+        origin: Option<PluginOrigin>,
         producer_type: String,
         label: String,
         keep_state: bool,
@@ -601,8 +865,9 @@ impl ProducerTask {
     ) -> Result<SwapReport, String> {
         let began = Instant::now();
         let (c, i) = (self.component.name.clone(), self.component.index);
+        let record = origin.as_ref().map(|o| CrashRecord::new(o, &self.component));
         let snapshot = if keep_state {
-            match self.producer.snapshot() {
+            match self.snapshot_call() {
                 RResult::ROk(s) => Some(String::from(s)),
                 RResult::RErr(e) => return Err(format!("{c}:{i}: snapshot of the running producer failed: {e}")),
             }
@@ -612,30 +877,46 @@ impl ProducerTask {
         let mut config: ProducerConfig = serde_json::from_str(&self.config_json).map_err(|e| e.to_string())?;
         config.producer_type = producer_type.clone();
         let config_json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
-        let build = || (create)(&config_json).map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"));
-        let mut fresh = build()?;
+        let build = |this: &Self| {
+            this.call_begin(CallKind::Create, record.as_ref());
+            let r = (create)(&config_json);
+            this.call_end();
+            r.map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"))
+        };
+        let mut fresh = build(self)?;
         let mut started_fresh = false;
         if let Some(snap) = &snapshot {
-            if let RResult::RErr(e) = fresh.restore(RStr::from(snap.as_str())) {
+            self.call_begin(CallKind::Restore, record.as_ref());
+            let restored = fresh.restore(RStr::from(snap.as_str()));
+            self.call_end();
+            if let RResult::RErr(e) = restored {
                 let text = e.to_string();
                 if text.starts_with(PANIC_PREFIX) {
+                    self.drop_producer(fresh, record.as_ref());
                     return Err(format!("{c}:{i}: the new producer failed restoring the old one's snapshot: {text}"));
                 }
                 // A state it cannot read (a format the new version dropped): the upgrade goes
                 // on with a clean instance, which sends its initial data afresh.
                 warn!(component = %c, index = i, "{c}:{i}: the new producer refused the old one's snapshot ({text}); it starts fresh");
-                fresh = build()?;
+                self.drop_producer(fresh, record.as_ref());
+                fresh = build(self)?;
                 started_fresh = true;
             }
         }
         // Install the new producer, keeping the old one until the new one has started: a panic
         // while starting puts the old one back, as any other failed step does.
+        // The watchdog and the crash handler name the new plugin from here on.
+        let old_current = std::mem::replace(
+            &mut *self.current.lock().unwrap_or_else(|p| p.into_inner()),
+            (producer_type.clone(), label.clone()),
+        );
         let old = Undo {
-            producer: std::mem::replace(&mut self.producer, fresh),
+            producer: self.producer.replace(fresh).expect("the producer exists while its task runs"),
             producer_type: std::mem::replace(&mut self.producer_type, producer_type.clone()),
             create: std::mem::replace(&mut self.create, create),
             config_json: std::mem::replace(&mut self.config_json, config_json),
             wake: self.wake.take(),
+            crash: std::mem::replace(&mut self.crash, record),
         };
         if keep_state && !started_fresh {
             self.deliver(&simple(InputKind::START)).await;
@@ -645,16 +926,21 @@ impl ProducerTask {
         }
         if self.panicked {
             self.panicked = false;
-            self.producer = old.producer;
+            let failed = self.producer.replace(old.producer);
+            let failed_record = std::mem::replace(&mut self.crash, old.crash);
             self.producer_type = old.producer_type;
             self.create = old.create;
             self.config_json = old.config_json;
             self.wake = old.wake;
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = old_current;
+            if let Some(f) = failed {
+                self.drop_producer(f, failed_record.as_ref());
+            }
             return Err(format!("{c}:{i}: the new producer panicked while starting; the old one keeps serving"));
         }
+        self.drop_producer(old.producer, old.crash.as_ref());
         self.consecutive_panics = 0;
         self.take_snapshot();
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (producer_type.clone(), label.clone());
         let state = if keep_state && !started_fresh { "carried over" } else { "started fresh" };
         info!(component = %c, index = i, producer_type = %producer_type, plugin = %label, "{c}:{i} now served by {producer_type} ({label}), was {}; state {state}", old.producer_type);
         if subscribe_own && !self.subscribe_own {
@@ -684,7 +970,11 @@ impl ProducerTask {
             _ = tokio::time::sleep(backoff) => {}
         }
         let (c, i) = (self.component.name.clone(), self.component.index);
-        let mut fresh = match (self.create)(&self.config_json) {
+        let record = self.crash.clone();
+        self.call_begin(CallKind::Create, record.as_ref());
+        let created = (self.create)(&self.config_json);
+        self.call_end();
+        let mut fresh = match created {
             Ok(p) => p,
             Err(e) => {
                 error!(component = %c, index = i, "cannot re-create the producer after a panic: {e}; keeping the old instance");
@@ -693,11 +983,16 @@ impl ProducerTask {
             }
         };
         if let Some(snap) = &self.last_snapshot {
-            if let RResult::RErr(e) = fresh.restore(RStr::from(snap.as_str())) {
+            self.call_begin(CallKind::Restore, record.as_ref());
+            let restored = fresh.restore(RStr::from(snap.as_str()));
+            self.call_end();
+            if let RResult::RErr(e) = restored {
                 warn!(component = %c, index = i, "restoring the last snapshot failed ({e}); starting fresh");
             }
         }
-        self.producer = fresh;
+        if let Some(old) = self.producer.replace(fresh) {
+            self.drop_producer(old, record.as_ref());
+        }
         self.panicked = false;
         self.wake = None;
         self.status.restarts.fetch_add(1, Ordering::Relaxed);
@@ -713,6 +1008,7 @@ struct Undo {
     create: CreateFn,
     config_json: String,
     wake: Option<(Instant, f64)>,
+    crash: Option<Arc<CrashRecord>>,
 }
 
 /// The `lost` count of a Heartbeat stream message.
@@ -838,17 +1134,23 @@ mod tests {
     #[tokio::test]
     async fn a_producer_that_missed_the_connected_event_still_sends_its_initial_data() {
         let (trigger, outbox, sal, handle) = setup();
-        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
         let subscriptions = || outbox.sent.lock().unwrap().iter().filter(|m| m.stream == "initial_state").count();
-        assert_eq!(subscriptions(), 1, "initial data and subscriptions at start");
-        // A new connection, and more link events than the producer's channel holds before it
-        // runs again: the `Connected` among them is lost to the lag.
+        wait_for(|| subscriptions() == 1).await;
+        // Hold the producer inside a call (it blocks on the outbox while sending its answer
+        // to a sample), then a new connection and more link events than its channel holds:
+        // the `Connected` among them is lost to the lag.
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        let held = outbox.sent.lock().unwrap();
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| handle.status.samples.load(Ordering::Relaxed) == 1).await;
         outbox.connections.store(1, Ordering::Relaxed);
         let _ = outbox.events.send(LinkEvent::Connected);
         for _ in 0..40 {
             let _ = outbox.events.send(LinkEvent::Disconnected);
         }
+        drop(held);
         wait_for(|| subscriptions() == 2).await;
+        assert!(handle.status.inputs_dropped.load(Ordering::Relaxed) >= 25, "the lost link events are counted");
         trigger.trigger();
         tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
     }
@@ -929,6 +1231,82 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(500), handle.task).await.expect("task ends at shutdown").unwrap();
     }
 
+    /// Counts samples as `Counter` does; blocks in `handle` on a sample of topic `hang` until
+    /// its gate opens.
+    struct Hangs {
+        count: u64,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl ProducerLogic for Hangs {
+        fn handle(&mut self, input: Input<'_>, now: f64, out: &mut Actions) -> Result<(), PluginError> {
+            match input {
+                Input::Sample(s) if s.topic.as_str() == "hang" => {
+                    let (open, cv) = &*self.gate;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                }
+                Input::Sample(_) => {
+                    self.count += 1;
+                    out.send(love_plugin_api::message::event("Counter", 0, "count", &self.count.to_string(), now));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<String, PluginError> {
+            Ok(self.count.to_string())
+        }
+        fn restore(&mut self, s: &str) -> Result<(), PluginError> {
+            self.count = s.parse().map_err(|_| PluginError::new("bad snapshot"))?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_producer_is_reported_its_samples_dropped_and_it_recovers_when_the_call_returns() {
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let g = gate.clone();
+        let settings =
+            RuntimeSettings { call_timeout: Duration::from_millis(200), inbox_capacity: 8, ..Default::default() };
+        let create: CreateFn = Arc::new(move |_| Ok(into_producer_box(Hangs { count: 0, gate: g.clone() })));
+        let (trigger, outbox, sal, handle) = setup_with_settings(create, settings);
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 1).await;
+        tx.send(sample("hang")).await.unwrap();
+        wait_for(|| handle.status.clock.is_stuck()).await;
+        let stuck = handle.status.clock.stuck_call(mono_ns()).unwrap();
+        assert_eq!(stuck.call, CallKind::Handle(InputKind::SAMPLE));
+        assert!(stuck.elapsed >= Duration::from_millis(200));
+        // While it is stuck its samples are dropped and counted, not queued.
+        for _ in 0..100 {
+            tx.send(sample("a")).await.unwrap();
+        }
+        wait_for(|| handle.status.inputs_dropped.load(Ordering::Relaxed) == 100).await;
+        // A deployment cannot swap it.
+        let v2: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
+        let err = handle.replace(v2, "counter", "counter 2.0.0", true, true).await.unwrap_err();
+        assert!(err.contains("stuck in handle(SAL sample)"), "{err}");
+        // The call returns: the producer takes inputs again, its state intact.
+        {
+            let (open, cv) = &*gate;
+            *open.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        wait_for(|| !handle.status.clock.is_stuck()).await;
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| counts(&outbox).len() == 2).await;
+        assert_eq!(counts(&outbox)[1], ("count".to_string(), "2".to_string()));
+        assert_eq!(handle.status.clock.stuck_total.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.current.lock().unwrap().1, "counter 1.0.0", "the swap refused while stuck never happened");
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
+    }
+
     fn setup() -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
         setup_with(Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count" }))))
     }
@@ -938,6 +1316,16 @@ mod tests {
     fn setup_with(
         create: CreateFn,
     ) -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
+        setup_with_settings(
+            create,
+            RuntimeSettings { snapshot_interval: Duration::from_millis(20), ..Default::default() },
+        )
+    }
+
+    fn setup_with_settings(
+        create: CreateFn,
+        settings: RuntimeSettings,
+    ) -> (crate::shutdown::ShutdownTrigger, Arc<FakeOutbox>, Arc<FakeSal>, ProducerHandle) {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (events, _) = broadcast::channel(16);
         let outbox = Arc::new(FakeOutbox { sent: Mutex::new(Vec::new()), events, connections: Default::default() });
@@ -946,7 +1334,7 @@ mod tests {
             outbox: outbox.clone(),
             sal: sal.clone(),
             catalog: Arc::new(|_| None),
-            settings: RuntimeSettings { snapshot_interval: Duration::from_millis(20), ..Default::default() },
+            settings,
             shutdown,
         };
         let spec = ProducerSpec {
@@ -956,6 +1344,7 @@ mod tests {
             create,
             config: ProducerConfig::default(),
             subscribe_own: true,
+            origin: None,
         };
         let handle = spawn_producer(spec, ctx).unwrap();
         (trigger, outbox, sal, handle)
@@ -980,17 +1369,20 @@ mod tests {
         let (trigger, outbox, sal, handle) = setup();
         wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
         let tx = sal.subs.lock().unwrap()[0].2.clone();
-        let feeder = tokio::spawn(async move {
-            for _ in 0..200 {
+        for _ in 0..100 {
+            tx.send(sample("a")).await.unwrap();
+        }
+        wait_for(|| counts(&outbox).len() == 100).await;
+        // The swap is requested before the next samples are fed: it happens between two of them.
+        let v2: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
+        let feeder = async {
+            for _ in 0..100 {
                 tx.send(sample("a")).await.unwrap();
                 tokio::task::yield_now().await;
             }
-        });
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let v2: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
-        let report = handle.replace(v2, "counter", "counter 2.0.0", true, true).await.unwrap();
-        assert!(report.snapshot_bytes > 0);
-        feeder.await.unwrap();
+        };
+        let (report, ()) = tokio::join!(handle.replace(v2, "counter", "counter 2.0.0", true, true), feeder);
+        assert!(report.unwrap().snapshot_bytes > 0);
         wait_for(|| counts(&outbox).len() == 200).await;
         let got = counts(&outbox);
         let numbers: Vec<u64> = got.iter().map(|(_, n)| n.parse().unwrap()).collect();

@@ -730,6 +730,7 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
                 catalog: Some(cat.clone()),
                 ..Default::default()
             },
+            origin: None,
             subscribe_own: true,
         };
         producers.push(spawn_producer(spec, ctx.clone()).map_err(|e| anyhow::anyhow!(e))?);
@@ -861,6 +862,7 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
             producer_type: a.producer_type.clone(),
             label: a.source.label(),
             create: love_host::app::create_fn(&a.source),
+            origin: None,
             subscribe_own: config.catalog.is_some() && !matches!(a.source, ProducerSource::Base),
             config,
         };

@@ -1,6 +1,7 @@
 //! Plugins: loading `.so` files and the registry of producer types they provide.
 
 pub mod loader;
+pub mod quarantine;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct ScanReport {
     pub loaded: Vec<Arc<LoadedPlugin>>,
     /// Files that did not, with the reason.
     pub refused: Vec<LoadError>,
+    /// Files not loaded because they crashed the process before, with the crash.
+    pub quarantined: Vec<(PathBuf, quarantine::Entry)>,
 }
 
 /// Whether a file name looks like a deployed plugin (not a temporary or hidden file).
@@ -133,13 +136,24 @@ pub fn check_plugin_dir(dir: &Path) -> Result<(), PluginDirError> {
 
 /// Load every `*.so` in `dir` (sorted by name). Files that fail are reported, not fatal.
 pub fn scan_dir(dir: &Path) -> Result<ScanReport, PluginDirError> {
-    scan_dir_with(dir, |file, _| load_plugin(file))
+    scan_dir_with(dir, None, |file, _| load_plugin(file))
+}
+
+/// [`scan_dir`] without the files `quarantine` keeps out (reported in
+/// [`ScanReport::quarantined`]).
+pub fn scan_dir_checked(dir: &Path, quarantine: &quarantine::Quarantine) -> Result<ScanReport, PluginDirError> {
+    scan_dir_with(dir, Some(quarantine), |file, _| load_plugin(file))
 }
 
 /// [`scan_dir`] for a host that keeps running: each file is loaded from a private copy in
-/// `copies_dir` (see [`loader::load_plugin_copy`]), named after the process and `file`.
-pub fn scan_dir_private(dir: &Path, copies_dir: &Path) -> Result<ScanReport, PluginDirError> {
-    scan_dir_with(dir, |file, n| {
+/// `copies_dir` (see [`loader::load_plugin_copy`]), named after the process and `file`; files
+/// `quarantine` keeps out are not loaded.
+pub fn scan_dir_private(
+    dir: &Path,
+    copies_dir: &Path,
+    quarantine: &quarantine::Quarantine,
+) -> Result<ScanReport, PluginDirError> {
+    scan_dir_with(dir, Some(quarantine), |file, n| {
         let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let copy = copies_dir.join(format!("{}-start-{n}-{name}", std::process::id()));
         loader::load_plugin_copy(file, &copy)
@@ -148,6 +162,7 @@ pub fn scan_dir_private(dir: &Path, copies_dir: &Path) -> Result<ScanReport, Plu
 
 fn scan_dir_with(
     dir: &Path,
+    quarantine: Option<&quarantine::Quarantine>,
     load: impl Fn(&Path, usize) -> Result<LoadedPlugin, LoadError>,
 ) -> Result<ScanReport, PluginDirError> {
     check_plugin_dir(dir)?;
@@ -166,6 +181,10 @@ fn scan_dir_with(
         }
     }
     for (n, file) in files.iter().enumerate() {
+        if let Some(entry) = quarantine.and_then(|q| q.check(file)) {
+            report.quarantined.push((file.clone(), entry.clone()));
+            continue;
+        }
         match load(file, n) {
             Ok(p) => report.loaded.push(Arc::new(p)),
             Err(e) => report.refused.push(e),
@@ -431,7 +450,7 @@ mod tests {
         std::fs::write(&big, &head).unwrap();
         std::fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(1 << 30).unwrap();
         let before = peak_rss_kb();
-        let report = scan_dir_private(&dir, &copies).unwrap();
+        let report = scan_dir_private(&dir, &copies, &quarantine::Quarantine::default()).unwrap();
         let grown_mb = (peak_rss_kb() - before) / 1024;
         assert!(report.loaded.is_empty());
         let msg = report.refused[0].to_string();

@@ -341,3 +341,26 @@ pub async fn wait_manager(
         panic!("timed out waiting for {what}\n--- log ---\n{}", host.stderr().join("\n"));
     }
 }
+
+/// Build the misbehaving fixture plugin (tests/fixtures/misbehaving) with `feature` (`hang`,
+/// `segfault`) once; returns a uniquely named copy of the `.so`.
+pub fn misbehaving_so(feature: &str) -> PathBuf {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = cache.get(feature) {
+        return p.clone();
+    }
+    let (target, profile) = target_and_profile();
+    let fx_target = target.join("fixtures-a");
+    let mut cmd = cargo();
+    cmd.current_dir(repo_root().join("tests/fixtures/misbehaving"))
+        .args(["build", "--features", feature])
+        .args(profile_args(&profile))
+        .env("CARGO_TARGET_DIR", &fx_target);
+    run_cargo(cmd, &format!("fixture misbehaving ({feature})"));
+    let built = fx_target.join(&profile).join("liblove_fixture_misbehaving.so");
+    let copy = target.join(format!("liblove_misbehaving_{feature}.so"));
+    std::fs::copy(&built, &copy).unwrap();
+    cache.insert(feature.to_string(), copy.clone());
+    copy
+}
