@@ -87,6 +87,12 @@ fn parse_with_config_env(
         Ok(m) => m,
         Err(e) => e.exit(),
     };
+    // `love-host --xml-dir D catalog ATDome` would otherwise serve a component named `catalog`:
+    // once an option is given, clap reads a subcommand's name as a positional component.
+    let positional = matches.get_many::<String>("positional").into_iter().flatten();
+    if let Some(sub) = positional.into_iter().find(|v| cmd.find_subcommand(v.as_str()).is_some()) {
+        anyhow::bail!("`{sub}` is a subcommand: give it first, before any option (love-host {sub} --help)");
+    }
     let Some(path) = matches.get_one::<PathBuf>("config").cloned() else {
         return Ok((Cli::from_arg_matches(&matches)?, Vec::new()));
     };
@@ -288,5 +294,15 @@ settings = ["FINISHED_SCRIPTS_LIST_SIZE=20", "UPDATE_SCRIPTS_SCHEMA_ON_START=fal
         let p = write("links", "[[links]]\nname = \"q\"\nurl = \"ws://x/manager/ws/subscription\"\n");
         let e = parse(&["love-host", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
         assert!(e.contains("key `links`") && e.contains("components"), "{e}");
+    }
+
+    #[test]
+    fn a_subcommand_after_an_option_is_an_error_not_a_component() {
+        let argv = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let err = parse_with_config(argv(&["love-host", "--xml-dir", "/x", "catalog", "ATDome"])).unwrap_err();
+        assert!(err.to_string().contains("`catalog` is a subcommand"), "{err}");
+        let err = parse_with_config(argv(&["love-host", "--plugin-dir", "/x", "plugins"])).unwrap_err();
+        assert!(err.to_string().contains("`plugins` is a subcommand"), "{err}");
+        assert!(parse_with_config(argv(&["love-host", "catalog", "ATDome"])).is_ok());
     }
 }

@@ -212,15 +212,53 @@ fn check_elf_file(file: &std::fs::File) -> Result<(), String> {
     }
     let mut table = vec![0u8; (phentsize * phnum) as usize];
     file.read_exact_at(&mut table, phoff).map_err(|e| format!("cannot read the program headers: {e}"))?;
+    let mut dynamic = None;
     for i in 0..phnum {
         let base = (i * phentsize) as usize;
         let (offset, filesz) = (u64_at(&table, base + 0x08), u64_at(&table, base + 0x20));
         if offset.saturating_add(filesz) > len {
             return truncated();
         }
+        if u32::from_le_bytes(table[base..base + 4].try_into().expect("4 bytes")) == PT_DYNAMIC {
+            dynamic = Some((offset, filesz));
+        }
+    }
+    // A file of the right length can still be unwritten: a writer that preallocates (or a
+    // sparse file) leaves zeros after the header, and the dynamic loader faults on them. The
+    // section header table is written last and the dynamic segment near the end: both must
+    // hold real entries. Both are small, so this stays a header-sized read.
+    let unwritten = |what: &str| {
+        Err(format!(
+            "its {what} is all zeros: the file is not completely written (preallocated or sparse?). \
+             Deploy by renaming a complete file into place"
+        ))
+    };
+    let Some((dyn_offset, dyn_size)) = dynamic else {
+        return Err("not a shared library: no dynamic segment".into());
+    };
+    let mut entries = vec![0u8; dyn_size.min(MAX_HEADER_READ) as usize];
+    file.read_exact_at(&mut entries, dyn_offset).map_err(|e| format!("cannot read the dynamic segment: {e}"))?;
+    // Entries are (tag, value) pairs of 8 bytes each; a library's list never starts with DT_NULL.
+    if entries.len() < 16 || u64_at(&entries, 0) == 0 {
+        return unwritten("dynamic segment");
+    }
+    let sh_size = shentsize * shnum;
+    if shnum > 1 && sh_size <= MAX_HEADER_READ {
+        let mut sections = vec![0u8; sh_size as usize];
+        file.read_exact_at(&mut sections, shoff).map_err(|e| format!("cannot read the section headers: {e}"))?;
+        // Entry 0 is null by definition; every real section has a non-zero type.
+        let typed = (1..shnum).any(|i| sections[(i * shentsize) as usize + 4..][..4] != [0u8; 4]);
+        if !typed {
+            return unwritten("section header table");
+        }
     }
     Ok(())
 }
+
+/// ELF program header type of the dynamic segment.
+const PT_DYNAMIC: u32 = 2;
+/// The most [`check_elf_file`] reads of the dynamic segment or the section header table.
+const MAX_HEADER_READ: u64 = 4 << 20;
 
 /// A library anyone may write is code anyone may run in the host: refused, as a plugin
 /// directory writable by others is.

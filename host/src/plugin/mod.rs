@@ -464,19 +464,26 @@ mod tests {
 
     #[test]
     fn the_completeness_check_reads_headers_only() {
-        // Under the bound, large and sparse: the test binary's headers followed by zeros, so
-        // every table and segment lies inside the file and it passes, after reading a few
-        // kilobytes (the old check read all 300 MiB).
+        // Under the bound, large and sparse: a complete library (the test binary) followed by
+        // 300 MiB of holes passes after reading a few kilobytes (the old check read it all).
         let base = fresh_dir("headers");
         let file = base.join("libsparse.so");
-        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        std::fs::write(&file, &exe[..4096]).unwrap();
+        std::fs::copy(std::env::current_exe().unwrap(), &file).unwrap();
         std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(300 << 20).unwrap();
         let before = peak_rss_kb();
         let result = loader::check_elf_complete(&file);
         let grown_mb = (peak_rss_kb() - before) / 1024;
         assert_eq!(result, Ok(()));
         assert!(grown_mb < 100, "peak RSS grew by {grown_mb} MB");
+
+        // The same length with only the first page written (a preallocating writer, or a sparse
+        // file): the dynamic loader would fault on the zeros, so it is refused.
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let unwritten = base.join("libunwritten.so");
+        std::fs::write(&unwritten, &exe[..4096]).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&unwritten).unwrap().set_len(exe.len() as u64).unwrap();
+        let err = loader::check_elf_complete(&unwritten).unwrap_err();
+        assert!(err.contains("not completely written"), "{err}");
         std::fs::remove_dir_all(&base).unwrap();
     }
 
