@@ -36,6 +36,9 @@ pub enum Command {
         /// Forget the crash records of this directory's files: a quarantined file loads again.
         #[arg(long)]
         clear_quarantine: bool,
+        /// Largest plugin file accepted, in bytes (as for running, so the listing agrees with it).
+        #[arg(long, default_value_t = crate::plugin::loader::DEFAULT_MAX_PLUGIN_SIZE)]
+        max_plugin_size: u64,
     },
     /// Show the topic catalog in force: its components; a component's topics; a topic's fields
     /// with types, array lengths and units.

@@ -19,7 +19,8 @@ fn main() -> std::process::ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
-        Some(Command::Plugins { plugin_dir, state_dir, clear_quarantine }) => {
+        Some(Command::Plugins { plugin_dir, state_dir, clear_quarantine, max_plugin_size }) => {
+            love_host::plugin::loader::set_max_plugin_size(*max_plugin_size);
             love_host::app::plugins_command(plugin_dir, state_dir.as_deref(), *clear_quarantine, &mut std::io::stdout())
         }
         None => love_host::app::run(cli.run),

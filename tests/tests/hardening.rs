@@ -154,6 +154,8 @@ async fn a_plugin_panic_goes_through_the_logger_without_a_backtrace() {
     let line = host.wait_log(T, "panic in create");
     let rss_after = rss_kb(host.child.id());
     eprintln!("love-host RSS: {rss_before} kB before the plugin panic, {rss_after} kB after");
+    // A symbolized backtrace kept the plugin's debug information mapped: ~170 MB for good.
+    assert!(rss_after.saturating_sub(rss_before) < 50_000, "RSS grew from {rss_before} kB to {rss_after} kB");
     let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
     let text = v.to_string();
     assert!(text.contains("(at src/lib.rs:"), "the panic's location is in the line: {text}");
