@@ -29,7 +29,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use abi_stable::std_types::RVec;
@@ -41,7 +41,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::bus::Bus;
 use super::catalog::TopicCatalog;
-use super::{ack, next_seq, sample_msg, unix_now, CommandAck, SalCommand, SalError, SalSource, SampleTx};
+use super::{ack, next_seq, sample_msg, CommandAck, SalCommand, SalError, SalSource, SampleTx};
+use crate::clock::unix_now;
+use crate::locks::lock;
 use crate::shutdown::Shutdown;
 
 /// The environment variable with heartbeat stops (`NAME[:index]@SECONDS`, comma-separated).
@@ -112,10 +114,6 @@ struct Inner {
     hb_stopped: Mutex<HashSet<(String, i64)>>,
     stops: Mutex<Vec<HeartbeatStop>>,
     origin: i64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The simulator source. Cheap to clone (shared state).
