@@ -23,7 +23,7 @@
 //! `configSchema` and an ack; ATDome moves its azimuth and opens and closes its doors.
 //!
 //! Layout: this file is the source (one task per component, commands, heartbeat stops) and the
-//! [`Model`] trait; `generic.rs` the model every component runs; `watcher.rs`,
+//! `Model` trait; `generic.rs` the model every component runs; `watcher.rs`,
 //! `script_queue.rs` and `dome.rs` the component models.
 //!
 //! Stopping a heartbeat (for tests of lost heartbeats): [`SimSource::stop_heartbeat`], or
