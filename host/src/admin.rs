@@ -18,11 +18,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
+use crate::clock::unix_now;
 use crate::component::ComponentName;
 use crate::deploy::DeployStats;
 use crate::manager::ManagerHandle;
 use crate::plugin::PluginRegistry;
-use crate::runtime::{unix_now, ProducerStatus};
+use crate::runtime::ProducerStatus;
 use crate::sal::SalSource;
 use crate::shutdown::Shutdown;
 

@@ -642,7 +642,7 @@ fn start_deployment(
                         }
                     }
                     let d = deployer.clone();
-                    let actions = tokio::task::spawn_blocking(move || d.lock().unwrap_or_else(|p| p.into_inner()).rescan())
+                    let actions = tokio::task::spawn_blocking(move || crate::locks::lock(&d).rescan())
                         .await
                         .unwrap_or_default();
                     if actions.is_empty() {
@@ -658,10 +658,10 @@ fn start_deployment(
                                 new.descriptor.name, new.descriptor.version, old.descriptor.version
                             );
                             registry.replace(old.clone());
-                            deployer.lock().unwrap_or_else(|p| p.into_inner()).revert(old.clone());
+                            crate::locks::lock(&deployer).revert(old.clone());
                         }
                     }
-                    *shared_registry.lock().unwrap_or_else(|p| p.into_inner()) = registry.clone();
+                    *crate::locks::lock(&shared_registry) = registry.clone();
                     crate::deploy::log_report(&registry, &managed, &stats);
                 }
             }

@@ -197,15 +197,7 @@ impl ProducerLogic for BaseProducer {
     }
 
     fn restore(&mut self, snapshot: &str) -> Result<(), PluginError> {
-        let v: J =
-            serde_json::from_str(snapshot).map_err(|e| PluginError::new(format!("invalid base snapshot: {e}")))?;
-        let version =
-            v.get("version").and_then(J::as_u64).ok_or_else(|| PluginError::new("base snapshot without a version"))?;
-        if version > SNAPSHOT_VERSION {
-            return Err(PluginError::new(format!(
-                "base snapshot version {version} is newer than this host understands ({SNAPSHOT_VERSION})"
-            )));
-        }
+        let (_, v) = love_plugin_api::snapshot::parse_versioned("base", snapshot, SNAPSHOT_VERSION)?;
         let mut samples = Vec::new();
         for entry in
             v.get("samples").and_then(J::as_array).ok_or_else(|| PluginError::new("base snapshot without samples"))?

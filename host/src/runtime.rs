@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RResult, RStr};
 use love_plugin_api::abi::{InputKind, InputMsg, ProducerBox, TopicKind};
@@ -27,8 +27,10 @@ use love_plugin_api::sdk::{Action, ProducerConfig, PANIC_PREFIX};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::clock::unix_now;
 use crate::component::ComponentName;
 use crate::crash::{CrashRecord, PluginOrigin};
+use crate::locks::lock;
 use crate::manager::{LinkEvent, Outgoing};
 use crate::sal::{SalCommand, SalSource};
 use crate::shutdown::Shutdown;
@@ -287,11 +289,6 @@ impl ProducerHandle {
             s = stuck => Err(stuck_error(s)),
         }
     }
-}
-
-/// Unix time now, as the producers see it.
-pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Create the producer on a thread of its own and start it there (creation errors are reported
@@ -906,10 +903,7 @@ impl ProducerTask {
         // Install the new producer, keeping the old one until the new one has started: a panic
         // while starting puts the old one back, as any other failed step does.
         // The watchdog and the crash handler name the new plugin from here on.
-        let old_current = std::mem::replace(
-            &mut *self.current.lock().unwrap_or_else(|p| p.into_inner()),
-            (producer_type.clone(), label.clone()),
-        );
+        let old_current = std::mem::replace(&mut *lock(&self.current), (producer_type.clone(), label.clone()));
         let old = Undo {
             producer: self.producer.replace(fresh).expect("the producer exists while its task runs"),
             producer_type: std::mem::replace(&mut self.producer_type, producer_type.clone()),
@@ -932,7 +926,7 @@ impl ProducerTask {
             self.create = old.create;
             self.config_json = old.config_json;
             self.wake = old.wake;
-            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = old_current;
+            *lock(&self.current) = old_current;
             if let Some(f) = failed {
                 self.drop_producer(f, failed_record.as_ref());
             }

@@ -940,15 +940,7 @@ impl CscCore {
     /// Refuses a newer version, a snapshot of another component or index, and malformed data,
     /// leaving the state unchanged.
     pub fn restore_value(&mut self, v: &serde_json::Value) -> Result<(), PluginError> {
-        let version = v
-            .get("version")
-            .and_then(|x| x.as_u64())
-            .ok_or_else(|| PluginError::new("csc snapshot without a version"))?;
-        if version > SNAPSHOT_VERSION {
-            return Err(PluginError::new(format!(
-                "csc snapshot version {version} is newer than this plugin understands ({SNAPSHOT_VERSION})"
-            )));
-        }
+        crate::snapshot::check_version("csc", v, SNAPSHOT_VERSION)?;
         let snap: CoreSnapshot =
             serde_json::from_value(v.clone()).map_err(|e| PluginError::new(format!("invalid csc snapshot: {e}")))?;
         if snap.component != self.component || snap.index != self.index {

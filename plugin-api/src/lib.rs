@@ -12,6 +12,7 @@
 //! - [`csc`]: [`CscCore`](csc::CscCore), the generic CSC producer logic that the csc, watcher
 //!   and scriptqueue producers compose.
 //! - [`driver`]: run a producer in a test without the host.
+//! - [`snapshot`]: the version check every producer's `restore` starts with.
 #![deny(missing_docs)]
 
 pub mod abi;
@@ -22,6 +23,7 @@ pub mod driver;
 pub mod json;
 pub mod message;
 pub mod sdk;
+pub mod snapshot;
 pub mod store;
 
 #[doc(hidden)]

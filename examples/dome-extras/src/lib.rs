@@ -24,7 +24,7 @@
 use love_plugin_api::abi::{Sample, TopicKind};
 use love_plugin_api::convert::field;
 use love_plugin_api::csc::CscCore;
-use love_plugin_api::json::{parse_lenient, write_f64, write_str};
+use love_plugin_api::json::{write_f64, write_str};
 use love_plugin_api::sdk::{Actions, Input, PluginError, ProducerConfig, ProducerLogic};
 
 /// The component this plugin claims.
@@ -200,16 +200,7 @@ impl ProducerLogic for DomeExtras {
     }
 
     fn restore(&mut self, snapshot: &str) -> Result<(), PluginError> {
-        let v = parse_lenient(snapshot).map_err(|e| PluginError::new(format!("invalid dome-extras snapshot: {e}")))?;
-        let version = v
-            .get("version")
-            .and_then(|x| x.as_u64())
-            .ok_or_else(|| PluginError::new("dome-extras snapshot without a version"))?;
-        if version > SNAPSHOT_VERSION {
-            return Err(PluginError::new(format!(
-                "dome-extras snapshot version {version} is newer than this plugin understands ({SNAPSHOT_VERSION})"
-            )));
-        }
+        let (_, v) = love_plugin_api::snapshot::parse_versioned("dome-extras", snapshot, SNAPSHOT_VERSION)?;
         let number = |name: &str| -> Result<Option<f64>, PluginError> {
             match v.get(name) {
                 None => Ok(None),

@@ -35,7 +35,7 @@ impl LogLimit {
     }
 
     fn admit_at(&self, now: Instant) -> Option<String> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = crate::locks::lock(&self.state);
         let start = *s.window_start.get_or_insert(now);
         if now.duration_since(start) >= WINDOW {
             s.window_start = Some(now);

@@ -202,7 +202,7 @@ impl Shared {
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, OutQueue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.queue)
     }
 
     fn pop(&self) -> Option<Outgoing> {
@@ -225,7 +225,7 @@ impl Shared {
     }
 
     fn set_error(&self, e: Option<String>) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+        *crate::locks::lock(&self.last_error) = e;
     }
 
     /// The link is up: count it, tell the producers.
@@ -328,7 +328,7 @@ impl ManagerHandle {
             queue_depth,
             queue_bytes,
             queue_high_water,
-            last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: crate::locks::lock(&s.last_error).clone(),
         }
     }
 }

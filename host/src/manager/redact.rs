@@ -22,7 +22,7 @@ pub fn register_secret(secret: &str) {
     if secret.len() < MIN_SECRET_LEN {
         return;
     }
-    let mut secrets = SECRETS.write().unwrap_or_else(|p| p.into_inner());
+    let mut secrets = crate::locks::write(&SECRETS);
     for s in [secret.to_string(), super::config::percent_encode(secret)] {
         if !secrets.contains(&s) {
             secrets.push(s);
@@ -35,7 +35,7 @@ pub fn register_secret(secret: &str) {
 /// `text` without secrets: every `password=` value (up to the next `&`, space, quote,
 /// backslash or `#`) and every registered secret replaced by `***`.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let secrets = SECRETS.read().unwrap_or_else(|p| p.into_inner());
+    let secrets = crate::locks::read(&SECRETS);
     let has_secret = secrets.iter().any(|s| text.contains(s.as_str()));
     if !has_secret && !contains_ignore_case(text, "password=") && !contains_ignore_case(text, "password%3d") {
         return Cow::Borrowed(text);

@@ -111,7 +111,7 @@ pub fn note_skipped(path: &Path, what: &str) {
     use std::collections::HashSet;
     use std::sync::Mutex;
     static SEEN: Mutex<Option<HashSet<(PathBuf, String)>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut seen = crate::locks::lock(&SEEN);
     if seen.get_or_insert_with(HashSet::new).insert((path.to_path_buf(), what.to_string())) {
         tracing::debug!(file = %path.display(), "plugin directory: {} skipped: {what}", path.display());
     }

@@ -81,11 +81,11 @@ pub fn file_identity_cached(path: &Path) -> std::io::Result<FileIdentity> {
     let m = std::fs::metadata(path)?;
     let key = (path.to_path_buf(), m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(id) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    if let Some(id) = crate::locks::lock(cache).get(&key) {
         return Ok(*id);
     }
     let id = file_identity(path)?;
-    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, id);
+    crate::locks::lock(cache).insert(key, id);
     Ok(id)
 }
 

@@ -40,7 +40,7 @@ impl Bus {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.state)
     }
 
     /// Deliver matching samples to `tx`: with `history` first the latest event of each topic

@@ -121,10 +121,7 @@ pub fn next_seq() -> u64 {
     NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Unix time now, in seconds.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
+pub use crate::clock::unix_now;
 
 /// Wrap a sample as the input producers receive (kind `SAMPLE`).
 pub fn sample_msg(sample: Sample) -> Arc<InputMsg> {

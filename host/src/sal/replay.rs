@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use love_plugin_api::abi::{Field, InputMsg, PrivateStamps, Sample, TopicKind, Value};
@@ -26,7 +26,9 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{mpsc, watch};
 
 use super::bus::Bus;
-use super::{ack, next_seq, sample_msg, unix_now, CommandAck, SalCommand, SalError, SalSource, SampleTx};
+use super::{ack, next_seq, sample_msg, CommandAck, SalCommand, SalError, SalSource, SampleTx};
+use crate::clock::unix_now;
+use crate::locks::lock;
 use crate::shutdown::Shutdown;
 
 /// Problems with a recording file. Each names the file (and line).
@@ -266,10 +268,6 @@ pub fn decode_line(text: &str) -> Result<(f64, Sample), String> {
             seq: 0,
         },
     ))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How many recent sample sequence numbers the recorder remembers to write each sample once

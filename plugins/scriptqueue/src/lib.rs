@@ -939,17 +939,7 @@ impl ProducerLogic for ScriptQueueProducer {
     }
 
     fn restore(&mut self, text: &str) -> Result<(), PluginError> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| PluginError::new(format!("invalid scriptqueue snapshot: {e}")))?;
-        let version = v
-            .get("version")
-            .and_then(|x| x.as_u64())
-            .ok_or_else(|| PluginError::new("scriptqueue snapshot without a version"))?;
-        if version > SNAPSHOT_VERSION {
-            return Err(PluginError::new(format!(
-                "scriptqueue snapshot version {version} is newer than this plugin understands ({SNAPSHOT_VERSION})"
-            )));
-        }
+        let (_, v) = love_plugin_api::snapshot::parse_versioned("scriptqueue", text, SNAPSHOT_VERSION)?;
         let snap: Snapshot =
             serde_json::from_value(v).map_err(|e| PluginError::new(format!("invalid scriptqueue snapshot: {e}")))?;
         let mut core = self.core.clone();

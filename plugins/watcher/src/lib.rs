@@ -122,17 +122,7 @@ impl ProducerLogic for WatcherProducer {
     }
 
     fn restore(&mut self, snapshot: &str) -> Result<(), PluginError> {
-        let v: J =
-            serde_json::from_str(snapshot).map_err(|e| PluginError::new(format!("invalid watcher snapshot: {e}")))?;
-        let version = v
-            .get("version")
-            .and_then(J::as_u64)
-            .ok_or_else(|| PluginError::new("watcher snapshot without a version"))?;
-        if version > SNAPSHOT_VERSION {
-            return Err(PluginError::new(format!(
-                "watcher snapshot version {version} is newer than this plugin understands ({SNAPSHOT_VERSION})"
-            )));
-        }
+        let (_, v) = love_plugin_api::snapshot::parse_versioned("watcher", snapshot, SNAPSHOT_VERSION)?;
         let mut alarms = Vec::new();
         for entry in
             v.get("alarms").and_then(J::as_array).ok_or_else(|| PluginError::new("watcher snapshot without alarms"))?

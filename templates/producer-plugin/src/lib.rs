@@ -10,7 +10,7 @@
 //! no global state. Every output is an action pushed into `out`.
 
 use love_plugin_api::csc::CscCore;
-use love_plugin_api::json::parse_lenient;
+use love_plugin_api::snapshot::parse_versioned;
 use love_plugin_api::sdk::{Actions, Input, PluginError, ProducerConfig, ProducerLogic};
 
 // RENAME: the plugin's name, its producer type and the components it claims.
@@ -62,11 +62,9 @@ impl ProducerLogic for MyProducer {
     }
 
     fn restore(&mut self, snapshot: &str) -> Result<(), PluginError> {
-        let v = parse_lenient(snapshot).map_err(|e| PluginError::new(format!("invalid snapshot: {e}")))?;
-        let version = v.get("version").and_then(|x| x.as_u64()).ok_or_else(|| PluginError::new("snapshot without a version"))?;
-        if version > SNAPSHOT_VERSION {
-            return Err(PluginError::new(format!("snapshot version {version} is newer than this plugin ({SNAPSHOT_VERSION})")));
-        }
+        // Refuses garbage, a missing version and a newer one; branch on the version returned to
+        // read older formats.
+        let (_version, v) = parse_versioned(PLUGIN_NAME, snapshot, SNAPSHOT_VERSION)?;
         let samples = v.get("samples").and_then(|x| x.as_u64()).ok_or_else(|| PluginError::new("snapshot without samples"))?;
         let core = v.get("core").ok_or_else(|| PluginError::new("snapshot without core"))?;
         // Restore into a copy: on any error the current state stays as it was.
