@@ -5,5 +5,6 @@
 # than the built-in catalog's).
 set -euo pipefail
 cd "$(dirname "$0")"
+.ci/system-deps
 cargo build --release --workspace --quiet
 exec target/release/love-host --plugin-dir target/release --components Watcher ScriptQueue:1 ATDome "$@"

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+.ci/system-deps
 # The suite carries its own data (tests/golden, the built-in topic catalog). Given a ts_xml
 # checkout it also checks the built-in catalog against it; without one those tests skip.
 if [ -n "${LOVE_TS_XML_DIR:-}" ]; then

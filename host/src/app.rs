@@ -612,6 +612,8 @@ fn start_deployment(
     .context("starting the plugin directory watcher")?;
     use notify::Watcher;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive).with_context(|| format!("watching {}", dir.display()))?;
+    // A file deployed between the start-up load and the watch is found by one scan now.
+    let _ = tx.send("start");
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {

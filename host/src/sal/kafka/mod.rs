@@ -11,23 +11,25 @@
 //!   ([`writer::record_key`]).
 //!
 //! # Reading
-//! Partitions are assigned directly (no consumer group: nothing to join, nothing to commit).
-//! When a component is first subscribed, the broker's topic list is read and one reader task
-//! starts per existing `lsst.<sub>.<Component>.*` topic (commands and `ackcmd` excepted); the
-//! list is read again every [`KafkaConfig::topic_refresh`], so topics created later are picked
-//! up.
-//! - Events are decoded as they arrive. At start each event reader does salobj's late-joiner
-//!   read: from (high watermark - 1), or for indexed components from (high watermark -
-//!   `LSST_MAX_HISTORY_READ`) to keep the newest sample of each salIndex (only those are
-//!   decoded). The latest event of each (topic, salIndex) is kept, so a later subscriber gets
-//!   the current state first.
-//! - **Telemetry is decoded lazily, at a bounded cadence.** A reader keeps only the raw bytes
-//!   of the latest message of each (topic, salIndex) (a hash-map insert, no decoding); every
-//!   [`KafkaConfig::telemetry_interval`] (default 1 s, `LOVE_KAFKA_TELEMETRY_INTERVAL_MS`) the
-//!   latest pending message of each is decoded once and delivered. Producers send telemetry to
-//!   the manager every 2 s, so this loses nothing they would send, and a 50 Hz topic costs at
-//!   most one decode per interval instead of 50 per second. A subscriber therefore sees at most
-//!   one telemetry sample per topic and salIndex per interval: the newest.
+//! One librdkafka consumer reads every topic ([`consumer`]): one connection and one Fetch
+//! request per broker for all partitions, as salobj's readers. Partitions are started at
+//! explicit offsets (no consumer group: nothing to join, nothing to commit). When a component is
+//! first subscribed, the broker's topic list is read and every existing `lsst.<sub>.<Component>.*`
+//! topic (commands and `ackcmd` excepted) is started; the list is read again every
+//! [`KafkaConfig::topic_refresh`], so topics created later are picked up. One thread runs the
+//! read loop ([`read`]).
+//! - Events are decoded as they arrive. Each event topic starts with salobj's late-joiner read:
+//!   the last record, or for indexed components the last `LSST_MAX_HISTORY_READ`, keeping the
+//!   newest sample of each salIndex (only those are decoded, at the end of the partition). The
+//!   latest event of each (topic, salIndex) is kept, so a later subscriber gets the current
+//!   state first.
+//! - **Telemetry is fresh and decoded at a bounded rate.** A sample of a (topic, salIndex) is
+//!   decoded and delivered at once when the last one went out at least
+//!   [`KafkaConfig::telemetry_interval`] ago (default 200 ms, `LOVE_KAFKA_TELEMETRY_INTERVAL_MS`);
+//!   one arriving sooner waits as raw bytes (a newer one replaces it) and goes out at the next
+//!   interval. So a 1 Hz topic is delivered as it arrives, a 50 Hz topic costs at most about two
+//!   decodes per interval, and what a producer holds at its send tick is never older than the
+//!   interval behind the newest sample published.
 //! - Out-of-order samples (a `private_sndStamp` older than the last delivered one of the same
 //!   topic and salIndex) are dropped, as salobj does.
 //! - Index 0 on an indexed component means every index. A subscription without history (the
@@ -40,26 +42,29 @@
 //!   ([`TELEMETRY_BACKLOG`]), events only when the queue is full (counted as `dropped_lagging`).
 //! - Bad data is never fatal: an unknown schema id, a value that does not decode, a value that
 //!   is not Confluent wire format are logged (with topic and offset, rate-limited per topic) and
-//!   skipped; a topic that does not exist yet is picked up when it appears. A record whose
-//!   schema cannot be fetched because the registry is unreachable is not skipped: the reader
-//!   stays on it and retries with a backoff ([`REGISTRY_RETRY_MAX`]). A reader task that panics
-//!   anyway is started again by the next topic discovery.
+//!   skipped. A record whose schema cannot be fetched because the registry is unreachable is not
+//!   skipped: it and the records after it on its topic wait (at most [`HELD_MAX`]) and are read
+//!   once the registry answers, retried with a backoff up to [`REGISTRY_RETRY_MAX`]; the other
+//!   topics go on.
 //!
 //! # Commands
 //! [`SalSource::command`] writes `..command_<name>` as a salobj remote does (its own
 //! `private_seqNum` range per command topic, `private_identity`, `private_origin`), then reads
-//! the component's `..ackcmd` (started at its high watermark before the command is written) and
+//! the component's `..ackcmd` through the same consumer (started at its high watermark before
+//! the first command is written) and
 //! matches acks on (`private_seqNum`, `identity`, `origin`). 301 INPROGRESS extends the wait by
 //! the ack's `timeout`; the final ack (303 COMPLETE or a negative code) is returned, or -304
 //! TIMEOUT when the wait ends.
 //!
 //! # Client
-//! rskafka (pure Rust, tokio-native, partition clients without consumer groups; SASL PLAIN /
-//! SCRAM-SHA-256 / SCRAM-SHA-512 and TLS through rustls). Reconnects and leader changes are the
-//! client's job.
+//! Reading: librdkafka through the rdkafka crate, with salobj's librdkafka settings. Commands
+//! are written with rskafka (pure Rust, tokio-native; SASL PLAIN / SCRAM and TLS through
+//! rustls), which also checks at start that the broker can be reached.
 
 pub mod avro;
 pub mod config;
+pub mod consumer;
+mod read;
 pub mod registry;
 pub mod writer;
 
@@ -72,8 +77,8 @@ use std::time::{Duration, Instant};
 use love_plugin_api::abi::{Field, InputKind, InputMsg, Sample, TopicKind, Value};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
-use tokio::sync::{mpsc, Notify};
-use tracing::{debug, error, info, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
 
 pub use config::{KafkaConfig, SaslSettings};
 pub use registry::RegistryClient;
@@ -83,7 +88,28 @@ pub use writer::{current_tai, record_key, sal_name, SalWriter, WriteOptions, Wri
 use self::avro::{split_confluent, DecodePlan, Decoded};
 use super::catalog::TopicCatalog;
 use super::{ack, CommandAck, SalCommand, SalError, SalSource, SampleTx};
+use crate::locks::lock;
 use crate::shutdown::Shutdown;
+
+/// The librdkafka settings of the reading: the broker, security and client settings salobj's
+/// consumer gets.
+fn reading_settings(config: &KafkaConfig) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("bootstrap.servers".to_string(), config.brokers.join(",")),
+        ("security.protocol".to_string(), config.security_protocol.clone()),
+        ("client.id".to_string(), config.client_id.clone()),
+    ];
+    if let Some(s) = &config.sasl {
+        v.push(("sasl.mechanism".into(), s.mechanism.clone()));
+        v.push(("sasl.username".into(), s.username.clone()));
+        v.push(("sasl.password".into(), s.password.clone()));
+    }
+    if let Some(ca) = &config.ssl_ca_location {
+        v.push(("ssl.ca.location".into(), ca.clone()));
+    }
+    v.extend(config.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    v
+}
 
 /// Errors of the Kafka source.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -220,11 +246,7 @@ pub const SUB_QUEUE: usize = 8192;
 /// of the queue stays free for events.
 pub const TELEMETRY_BACKLOG: usize = 1024;
 
-/// The longest wait between two attempts to fetch a schema while the registry is unreachable.
-pub const REGISTRY_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// The first wait before fetching a schema again after the registry was unreachable.
-const REGISTRY_RETRY_MIN: Duration = Duration::from_millis(500);
+pub use read::{HELD_MAX, REGISTRY_RETRY_MAX};
 
 struct Sub {
     index: i64,
@@ -295,12 +317,47 @@ struct CompState {
     indexed: bool,
     subs: Vec<Sub>,
     indices: HashMap<i64, IndexState>,
+    /// The newest telemetry of each (topic, salIndex) not delivered yet.
     telemetry: HashMap<(String, i64), Pending>,
+    /// When telemetry of each (topic, salIndex) was last decoded and routed.
+    telemetry_sent: HashMap<(String, i64), Instant>,
     /// When silent indices were last looked for.
     pruned: Option<Instant>,
 }
 
 impl CompState {
+    /// Whether a telemetry sample of `key` arriving at `now` is decoded and routed at once: when
+    /// none is waiting and the last went out at least `interval` ago (then it counts as sent
+    /// now). Otherwise it waits for the next telemetry tick, replacing any older one waiting.
+    fn telemetry_due(&mut self, key: &(String, i64), now: Instant, interval: Duration) -> bool {
+        if self.telemetry.contains_key(key) {
+            return false;
+        }
+        match self.telemetry_sent.get_mut(key) {
+            Some(last) if now.saturating_duration_since(*last) < interval => false,
+            Some(last) => {
+                *last = now;
+                true
+            }
+            None => {
+                self.telemetry_sent.insert(key.clone(), now);
+                true
+            }
+        }
+    }
+
+    /// The telemetry waiting, taken to be sent at `now`; what went out long ago is forgotten.
+    fn take_telemetry(&mut self, now: Instant, interval: Duration) -> Vec<((String, i64), Pending)> {
+        let pending = std::mem::take(&mut self.telemetry);
+        self.telemetry_sent.retain(|_, t| now.saturating_duration_since(*t) < interval * 4);
+        for key in pending.keys() {
+            self.telemetry_sent.insert(key.clone(), now);
+        }
+        let mut v: Vec<_> = pending.into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// The out-of-order check of a sample of `topic`:`index` sent at `snd` and seen at `now`.
     /// If it passes, `snd` becomes the topic's last stamp for the index and the index is marked
     /// seen; false means the sample is older than the last one and must be dropped.
@@ -429,19 +486,17 @@ struct Comp {
     acks: tokio::sync::OnceCell<Arc<AckWaiters>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct Inner {
     config: KafkaConfig,
-    client: Arc<Client>,
     registry: Arc<RegistryClient>,
     catalog: Arc<TopicCatalog>,
     shutdown: Shutdown,
     runtime: tokio::runtime::Handle,
     comps: Mutex<HashMap<String, Arc<Comp>>>,
-    discover: Notify,
+    /// Requests to the read loop.
+    control: Mutex<std::sync::mpsc::Sender<read::Control>>,
+    /// librdkafka's broker figures for the reading.
+    figures: Arc<consumer::BrokerFigures>,
     ready: AtomicBool,
     counters: Counters,
     writer: SalWriter,
@@ -471,22 +526,27 @@ impl KafkaSource {
         let client = Arc::new(connect(&config).await?);
         let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
         let writer = SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone());
+        let figures = Arc::new(consumer::BrokerFigures::default());
+        let topics = consumer::TopicConsumer::new(&reading_settings(&config), figures.clone())?;
+        let (control, requests) = std::sync::mpsc::channel();
         info!(brokers = %config.brokers.join(","), registry = %config.schema_registry_url, subname = %config.topic_subname, "kafka SAL source connected");
         let inner = Arc::new(Inner {
             config,
-            client,
             registry,
             catalog,
             shutdown,
             runtime: tokio::runtime::Handle::current(),
             comps: Mutex::new(HashMap::new()),
-            discover: Notify::new(),
+            control: Mutex::new(control),
+            figures,
             ready: AtomicBool::new(true),
             counters: Counters::default(),
             writer,
             cmd_seq: Mutex::new(HashMap::new()),
         });
-        inner.runtime.spawn(discovery_loop(inner.clone()));
+        read::ReadLoop::new(inner.clone(), topics, requests)
+            .spawn()
+            .map_err(|e| KafkaError::Kafka(format!("cannot start the read thread: {e}")))?;
         inner.runtime.spawn(telemetry_loop(inner.clone()));
         Ok(Arc::new(KafkaSource { inner }))
     }
@@ -621,6 +681,15 @@ impl Warner {
         warn!(topic, offset, suppressed, retry_in = ?wait, "kafka: record not read yet: {what}");
     }
 
+    /// An error the client reported about a topic.
+    fn note(&mut self, topic: &str, error: &str) {
+        if self.limited() {
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        warn!(topic, suppressed, "kafka: {error}");
+    }
+
     /// Whether this message is suppressed (counted); if not, the limit restarts now.
     fn limited(&mut self) -> bool {
         if self.last.map(|t| t.elapsed() < Duration::from_secs(10)).unwrap_or(false) {
@@ -654,325 +723,6 @@ fn classify(sal: &str) -> Option<(TopicKind, &str)> {
     }
 }
 
-async fn discovery_loop(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.clone();
-    let prefix = format!("lsst.{}.", inner.config.topic_subname);
-    let mut failed = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(inner.config.topic_refresh) => {}
-            _ = inner.discover.notified() => {}
-        }
-        let wanted: Vec<Arc<Comp>> =
-            lock(&inner.comps).values().filter(|c| c.subscribed.load(Ordering::Relaxed)).cloned().collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        let topics = match inner.client.list_topics().await {
-            Ok(t) => {
-                if failed {
-                    info!("kafka: broker reachable again");
-                }
-                failed = false;
-                inner.ready.store(true, Ordering::Relaxed);
-                t
-            }
-            Err(e) => {
-                if !failed {
-                    warn!("kafka: cannot list topics: {e}");
-                }
-                failed = true;
-                inner.ready.store(false, Ordering::Relaxed);
-                continue;
-            }
-        };
-        for t in topics {
-            let Some((cname, sal)) = parse_topic(&prefix, &t.name) else { continue };
-            let Some(comp) = wanted.iter().find(|c| c.name == cname) else { continue };
-            let Some((kind, _)) = classify(sal) else { continue };
-            if lock(&comp.started).insert(sal.to_string()) {
-                debug!(topic = %t.name, "kafka: reading");
-                spawn_reader(&inner, comp, sal, kind);
-            }
-        }
-    }
-}
-
-/// Start the reader of `comp`'s `sal` topic, watched: if it panics (a bug: bad data is not
-/// supposed to panic), it is forgotten as started, so the next topic discovery starts it again.
-fn spawn_reader(inner: &Arc<Inner>, comp: &Arc<Comp>, sal: &str, kind: TopicKind) {
-    let task = inner.runtime.spawn(reader(inner.clone(), comp.clone(), sal.to_string(), kind));
-    let (comp, sal) = (comp.clone(), sal.to_string());
-    let full = inner.config.topic_name(&comp.name, &sal);
-    inner.runtime.spawn(async move {
-        if let Err(e) = task.await {
-            if e.is_panic() {
-                error!(topic = %full, "kafka: reader panicked; it is started again at the next topic discovery");
-                lock(&comp.started).remove(&sal);
-            }
-        }
-    });
-}
-
-/// A partition client for an existing topic, retrying until it can be had or the host stops.
-async fn partition(inner: &Inner, full: &str, retry: Duration) -> Option<PartitionClient> {
-    let mut shutdown = inner.shutdown.clone();
-    let mut logged = false;
-    loop {
-        match inner.client.partition_client(full.to_string(), 0, UnknownTopicHandling::Error).await {
-            Ok(pc) => return Some(pc),
-            Err(e) => {
-                if !logged {
-                    debug!(topic = full, "kafka: topic not readable yet ({e}); retrying");
-                    logged = true;
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.wait() => return None,
-            _ = tokio::time::sleep(retry) => {}
-        }
-    }
-}
-
-async fn offsets(pc: &PartitionClient) -> Result<(i64, i64), rskafka::client::error::Error> {
-    let low = pc.get_offset(OffsetAt::Earliest).await?;
-    let high = pc.get_offset(OffsetAt::Latest).await?;
-    Ok((low, high))
-}
-
-/// One raw record waiting for the end of the late-joiner read.
-struct HistoryEntry {
-    offset: i64,
-    plan: Arc<DecodePlan>,
-    value: Vec<u8>,
-}
-
-async fn reader(inner: Arc<Inner>, comp: Arc<Comp>, sal: String, kind: TopicKind) {
-    let full = inner.config.topic_name(&comp.name, &sal);
-    let topic = classify(&sal).map(|(_, t)| t.to_string()).unwrap_or_else(|| sal.clone());
-    let Some(pc) = partition(&inner, &full, inner.config.topic_refresh).await else { return };
-    let mut shutdown = inner.shutdown.clone();
-    let mut warner = Warner::new();
-    // Start offsets: the late-joiner read for events, the high watermark for telemetry.
-    let (low, high) = loop {
-        match offsets(&pc).await {
-            Ok(o) => break o,
-            Err(e) => {
-                debug!(topic = %full, "kafka: offsets: {e}");
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
-    let back = if kind == TopicKind::EVENT {
-        if comp.history_indexed {
-            inner.config.max_history_read.max(1)
-        } else {
-            1
-        }
-    } else {
-        0
-    };
-    let mut offset = (high - back).max(low);
-    let history_end = high;
-    let mut history: Option<HashMap<i64, HistoryEntry>> =
-        (kind == TopicKind::EVENT && offset < history_end).then(HashMap::new);
-    let max_bytes = inner.config.max_message_size.min(i32::MAX as usize) as i32;
-    let mut registry_wait = REGISTRY_RETRY_MIN;
-    loop {
-        let fetched = tokio::select! {
-            _ = shutdown.wait() => return,
-            r = pc.fetch_records(offset, 1..max_bytes, 500) => r,
-        };
-        let (records, _hw) = match fetched {
-            Ok(r) => r,
-            Err(rskafka::client::error::Error::ServerError {
-                protocol_error: rskafka::client::error::ProtocolError::OffsetOutOfRange,
-                ..
-            }) => {
-                let (low, high) = offsets(&pc).await.unwrap_or((offset, offset));
-                let next = if offset < low { low } else { high };
-                warn!(topic = %full, offset, next, "kafka: offset out of range; moving on");
-                offset = next;
-                continue;
-            }
-            Err(e) => {
-                debug!(topic = %full, offset, "kafka: fetch: {e}");
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-                continue;
-            }
-        };
-        if records.is_empty() {
-            // Nothing more (the watermark can be early on some brokers): the history is done.
-            if let Some(h) = history.take() {
-                flush_history(&inner, &comp, &topic, &full, h, &mut warner);
-            }
-            continue;
-        }
-        let mut unavailable = None;
-        for r in records {
-            if r.offset < offset {
-                continue;
-            }
-            offset = r.offset + 1;
-            let at = Arrival::now(false);
-            let Some(value) = r.record.value else {
-                inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                warner.warn(&full, r.offset, "record has no value");
-                continue;
-            };
-            let plan = match resolve(&inner, &value).await {
-                Ok(p) => p,
-                Err(Unresolved::Unavailable(what)) => {
-                    // Not skipped: read this record again after a wait.
-                    offset = r.offset;
-                    unavailable = Some(what);
-                    break;
-                }
-                Err(Unresolved::Bad(what)) => {
-                    inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                    warner.warn(&full, r.offset, &what);
-                    continue;
-                }
-            };
-            if let Some(h) = history.as_mut() {
-                if r.offset < history_end {
-                    match plan.peek_sal_index(&value[5..]) {
-                        Ok(idx) => {
-                            h.insert(idx, HistoryEntry { offset: r.offset, plan, value });
-                        }
-                        Err(e) => {
-                            inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                            warner.warn(&full, r.offset, &e.to_string());
-                        }
-                    }
-                    if offset >= history_end {
-                        let h = history.take().unwrap_or_default();
-                        flush_history(&inner, &comp, &topic, &full, h, &mut warner);
-                    }
-                    continue;
-                }
-                let h = history.take().unwrap_or_default();
-                flush_history(&inner, &comp, &topic, &full, h, &mut warner);
-            }
-            if kind == TopicKind::EVENT {
-                match plan.decode(&value[5..]) {
-                    Ok(d) => {
-                        inner.counters.events_decoded.fetch_add(1, Ordering::Relaxed);
-                        inner.accept(&comp, &topic, kind, d, at);
-                    }
-                    Err(e) => {
-                        inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                        warner.warn(&full, r.offset, &e.to_string());
-                    }
-                }
-            } else {
-                inner.counters.telemetry_received.fetch_add(1, Ordering::Relaxed);
-                match plan.peek_sal_index(&value[5..]) {
-                    Ok(idx) => {
-                        lock(&comp.state)
-                            .telemetry
-                            .insert((topic.clone(), idx), Pending { plan, value, offset: r.offset, at });
-                    }
-                    Err(e) => {
-                        inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                        warner.warn(&full, r.offset, &e.to_string());
-                    }
-                }
-            }
-        }
-        if !registry_pause(unavailable, &mut warner, &full, offset, &mut registry_wait, &mut shutdown).await {
-            return;
-        }
-    }
-}
-
-/// After a fetch: when a record's schema could not be had from the registry (`unavailable`),
-/// say so and wait before the reader tries that record again, longer each time; otherwise reset
-/// the wait. False when the host stops meanwhile.
-async fn registry_pause(
-    unavailable: Option<String>,
-    warner: &mut Warner,
-    topic: &str,
-    offset: i64,
-    wait: &mut Duration,
-    shutdown: &mut crate::shutdown::Shutdown,
-) -> bool {
-    let Some(what) = unavailable else {
-        *wait = REGISTRY_RETRY_MIN;
-        return true;
-    };
-    warner.retry(topic, offset, &what, *wait);
-    tokio::select! {
-        _ = shutdown.wait() => return false,
-        _ = tokio::time::sleep(*wait) => {}
-    }
-    *wait = next_registry_wait(*wait);
-    true
-}
-
-/// The wait before the next attempt after another failed one while the registry is unreachable.
-fn next_registry_wait(wait: Duration) -> Duration {
-    (wait * 2).clamp(REGISTRY_RETRY_MIN, REGISTRY_RETRY_MAX)
-}
-
-/// Why a value has no decode plan.
-#[derive(Debug, PartialEq)]
-enum Unresolved {
-    /// The registry could not be asked (unreachable, or an error status): try again later.
-    Unavailable(String),
-    /// The value or its schema id is bad: skip the record.
-    Bad(String),
-}
-
-/// The decode plan of a Confluent value.
-async fn resolve(inner: &Inner, value: &[u8]) -> Result<Arc<DecodePlan>, Unresolved> {
-    resolve_with(&inner.registry, value).await
-}
-
-async fn resolve_with(registry: &RegistryClient, value: &[u8]) -> Result<Arc<DecodePlan>, Unresolved> {
-    let (id, _) = split_confluent(value).map_err(|e| Unresolved::Bad(e.to_string()))?;
-    if let Some(p) = registry.cached(id) {
-        return Ok(p);
-    }
-    registry.plan(id).await.map_err(|e| match e {
-        KafkaError::RegistryUnavailable(_) => Unresolved::Unavailable(e.to_string()),
-        e => Unresolved::Bad(e.to_string()),
-    })
-}
-
-fn flush_history(
-    inner: &Inner,
-    comp: &Comp,
-    topic: &str,
-    full: &str,
-    h: HashMap<i64, HistoryEntry>,
-    warner: &mut Warner,
-) {
-    let mut entries: Vec<HistoryEntry> = h.into_values().collect();
-    entries.sort_by_key(|e| e.offset);
-    let at = Arrival::now(true);
-    for e in entries {
-        match e.plan.decode(&e.value[5..]) {
-            Ok(d) => {
-                inner.counters.events_decoded.fetch_add(1, Ordering::Relaxed);
-                inner.accept(comp, topic, TopicKind::EVENT, d, at);
-            }
-            Err(err) => {
-                inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                warner.warn(full, e.offset, &err.to_string());
-            }
-        }
-    }
-}
-
 async fn telemetry_loop(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.clone();
     let mut tick = tokio::time::interval(inner.config.telemetry_interval);
@@ -985,9 +735,7 @@ async fn telemetry_loop(inner: Arc<Inner>) {
         }
         let comps: Vec<Arc<Comp>> = lock(&inner.comps).values().cloned().collect();
         for comp in comps {
-            let pending = std::mem::take(&mut lock(&comp.state).telemetry);
-            let mut pending: Vec<((String, i64), Pending)> = pending.into_iter().collect();
-            pending.sort_by(|a, b| a.0.cmp(&b.0));
+            let pending = lock(&comp.state).take_telemetry(Instant::now(), inner.config.telemetry_interval);
             for ((topic, _), p) in pending {
                 match p.plan.decode(&p.value[5..]) {
                     Ok(d) => {
@@ -1007,119 +755,21 @@ async fn telemetry_loop(inner: Arc<Inner>) {
 
 // ---------------------------------------------------------------- commands
 
-/// Start (once per component) the reader of `..ackcmd`; returns when it knows where to start,
-/// so that an ack to a command written after this cannot be missed.
+/// Start (once per component) the reading of `..ackcmd`; returns when a command written after
+/// it cannot miss its ack.
 async fn ack_waiters(inner: &Arc<Inner>, comp: &Arc<Comp>) -> Arc<AckWaiters> {
     comp.acks
         .get_or_init(|| async {
             let waiters = Arc::new(AckWaiters::default());
-            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-            inner.runtime.spawn(ack_reader(inner.clone(), comp.clone(), waiters.clone(), ready_tx));
-            let _ = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
+            let (done, ready) = tokio::sync::oneshot::channel();
+            let asked = read::Control::Acks { comp: comp.clone(), waiters: waiters.clone(), done };
+            if lock(&inner.control).send(asked).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
+            }
             waiters
         })
         .await
         .clone()
-}
-
-async fn ack_reader(
-    inner: Arc<Inner>,
-    comp: Arc<Comp>,
-    waiters: Arc<AckWaiters>,
-    ready: tokio::sync::oneshot::Sender<()>,
-) {
-    let full = inner.config.topic_name(&comp.name, "ackcmd");
-    let mut shutdown = inner.shutdown.clone();
-    let mut ready = Some(ready);
-    // If the topic exists, start at its high watermark; if not, it will be created by the
-    // controller's first ack, so read it from the beginning when it appears.
-    let (pc, mut offset) = match inner.client.partition_client(full.clone(), 0, UnknownTopicHandling::Error).await {
-        Ok(pc) => match pc.get_offset(OffsetAt::Latest).await {
-            Ok(h) => (pc, h),
-            Err(_) => (pc, 0),
-        },
-        Err(_) => {
-            if let Some(r) = ready.take() {
-                let _ = r.send(());
-            }
-            let Some(pc) = partition(&inner, &full, Duration::from_millis(200)).await else { return };
-            (pc, 0)
-        }
-    };
-    if let Some(r) = ready.take() {
-        let _ = r.send(());
-    }
-    let mut warner = Warner::new();
-    let mut registry_wait = REGISTRY_RETRY_MIN;
-    loop {
-        let fetched = tokio::select! {
-            _ = shutdown.wait() => return,
-            r = pc.fetch_records(offset, 1..1_000_000, 500) => r,
-        };
-        let records = match fetched {
-            Ok((r, _)) => r,
-            Err(e) => {
-                debug!(topic = %full, offset, "kafka: fetch: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if let Ok((low, _)) = offsets(&pc).await {
-                    offset = offset.max(low);
-                }
-                continue;
-            }
-        };
-        let mut unavailable = None;
-        for r in records {
-            if r.offset < offset {
-                continue;
-            }
-            offset = r.offset + 1;
-            let Some(value) = r.record.value else { continue };
-            let plan = match resolve(&inner, &value).await {
-                Ok(p) => p,
-                Err(Unresolved::Unavailable(what)) => {
-                    // Not skipped: the ack may be the one a command waits for.
-                    offset = r.offset;
-                    unavailable = Some(what);
-                    break;
-                }
-                Err(Unresolved::Bad(what)) => {
-                    warner.warn(&full, r.offset, &what);
-                    continue;
-                }
-            };
-            let d = match plan.decode(&value[5..]) {
-                Ok(d) => d,
-                Err(e) => {
-                    warner.warn(&full, r.offset, &e.to_string());
-                    continue;
-                }
-            };
-            let get = |name: &str| d.fields.iter().find(|f| f.name.as_str() == name).map(|f| &f.value);
-            let int = |name: &str| match get(name) {
-                Some(Value::Int(i)) => *i,
-                _ => 0,
-            };
-            let text = |name: &str| match get(name) {
-                Some(Value::Str(s)) => s.to_string(),
-                _ => String::new(),
-            };
-            let key = (d.stamps.seq_num, text("identity"), int("origin"));
-            let msg = AckMsg {
-                code: int("ack"),
-                result: text("result"),
-                timeout: match get("timeout") {
-                    Some(Value::Float(f)) => *f,
-                    _ => 0.0,
-                },
-            };
-            if let Some(tx) = lock(&waiters.map).get(&key) {
-                let _ = tx.send(msg);
-            }
-        }
-        if !registry_pause(unavailable, &mut warner, &full, offset, &mut registry_wait, &mut shutdown).await {
-            return;
-        }
-    }
 }
 
 struct WaiterGuard<'a> {
@@ -1204,6 +854,7 @@ impl SalSource for KafkaSource {
             ("out_of_order_dropped", s.out_of_order),
             ("skipped_undecodable", s.skipped),
             ("dropped_lagging", s.dropped_lagging),
+            ("fetch_requests", self.inner.figures.fetch_requests.load(Ordering::Relaxed)),
         ]
     }
 
@@ -1232,7 +883,7 @@ impl SalSource for KafkaSource {
             }
         });
         if !comp.subscribed.swap(true, Ordering::SeqCst) {
-            inner.discover.notify_one();
+            let _ = lock(&inner.control).send(read::Control::Discover);
         }
         Ok(())
     }
@@ -1459,21 +1110,5 @@ mod tests {
         }
         assert_eq!(command_wait(2.5), Duration::from_millis(2500));
         assert_eq!(command_wait(1e300), Duration::from_secs(1_000_000));
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_registry_is_retried_a_bad_value_skipped() {
-        // Nothing listens on port 1: connection refused.
-        let registry = RegistryClient::new("http://127.0.0.1:1").unwrap();
-        let value = avro::confluent(5, &[0]);
-        assert!(matches!(resolve_with(&registry, &value).await, Err(Unresolved::Unavailable(_))));
-        assert!(matches!(resolve_with(&registry, b"{}").await, Err(Unresolved::Bad(_))));
-        let mut w = REGISTRY_RETRY_MIN;
-        for _ in 0..20 {
-            let next = next_registry_wait(w);
-            assert!(next >= w && next <= REGISTRY_RETRY_MAX);
-            w = next;
-        }
-        assert_eq!(w, REGISTRY_RETRY_MAX);
     }
 }

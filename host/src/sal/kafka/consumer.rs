@@ -1,0 +1,381 @@
+//! One librdkafka consumer for every topic the host reads.
+//!
+//! librdkafka fetches all the partitions it consumes from one broker in one Fetch request on
+//! one connection, which is what salobj's readers get from it too. Partitions are started at
+//! explicit offsets with librdkafka's partition consumer (`rd_kafka_consume_start_queue`) and
+//! all forwarded to one queue: no consumer group (`assign` needs a `group.id`, and a group
+//! costs a connection to its coordinator and a join), nothing committed. librdkafka resolves
+//! `Tail(n)` itself (high watermark - n), which is the late-joiner read.
+//!
+//! This is the only module with `unsafe` code of the Kafka source: the partition consumer is
+//! not wrapped by the rdkafka crate.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::bindings as rd;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, Statistics, TopicPartitionList};
+
+use super::KafkaError;
+
+/// Where a partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest record kept.
+    Beginning,
+    /// The next record published.
+    End,
+    /// `n` records before the end (or the beginning if there are fewer).
+    Tail(i64),
+    /// An explicit offset.
+    Offset(i64),
+}
+
+impl StartAt {
+    fn raw(self) -> i64 {
+        match self {
+            StartAt::Beginning => rd::RD_KAFKA_OFFSET_BEGINNING as i64,
+            StartAt::End => rd::RD_KAFKA_OFFSET_END as i64,
+            StartAt::Tail(0) => rd::RD_KAFKA_OFFSET_END as i64,
+            StartAt::Tail(n) => rd::RD_KAFKA_OFFSET_TAIL_BASE as i64 - n.clamp(1, i32::MAX as i64),
+            StartAt::Offset(o) => o.max(0),
+        }
+    }
+}
+
+/// What one poll of the queue yields.
+#[derive(Debug)]
+pub enum Polled<'a> {
+    /// A record of `topic` at `offset` (no value: a tombstone).
+    Record { topic: &'a str, offset: i64, value: Option<&'a [u8]> },
+    /// `topic` has been read up to its end (the late-joiner read is complete).
+    End { topic: &'a str },
+    /// An error about `topic` (or about the client, with an empty topic).
+    Error { topic: &'a str, error: String },
+}
+
+/// Broker figures read from librdkafka's statistics (`statistics.interval.ms`).
+#[derive(Debug, Default)]
+pub struct BrokerFigures {
+    /// Fetch requests sent, summed over the brokers.
+    pub fetch_requests: AtomicU64,
+    /// Brokers with a connection up (the bootstrap entries excepted).
+    pub connections: AtomicU64,
+}
+
+/// The consumer's context: librdkafka's statistics into [`BrokerFigures`]; its errors logged
+/// at most once per minute per kind (a broker down is retried by librdkafka forever).
+pub struct ReadContext {
+    figures: Arc<BrokerFigures>,
+    errors: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl ClientContext for ReadContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "{fac}: {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "{fac}: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", "{fac}: {message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut fetches = 0u64;
+        let mut up = 0u64;
+        for b in statistics.brokers.values() {
+            fetches += b.req.get("Fetch").copied().unwrap_or(0).max(0) as u64;
+            if b.state == "UP" && b.nodeid >= 0 {
+                up += 1;
+            }
+        }
+        self.figures.fetch_requests.store(fetches, Ordering::Relaxed);
+        self.figures.connections.store(up, Ordering::Relaxed);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let kind = format!("{error}");
+        let mut seen = crate::locks::lock(&self.errors);
+        let now = std::time::Instant::now();
+        if seen.get(&kind).is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60)) {
+            tracing::debug!("kafka client: {kind}: {reason}");
+            return;
+        }
+        seen.insert(kind.clone(), now);
+        tracing::warn!("kafka client: {kind}: {reason} (the client retries; said at most once a minute)");
+    }
+}
+
+impl ConsumerContext for ReadContext {}
+
+struct Started {
+    handle: *mut rd::rd_kafka_topic_t,
+}
+
+/// The partition consumer of every topic read (partition 0, as salobj's topics have one).
+pub struct TopicConsumer {
+    consumer: BaseConsumer<ReadContext>,
+    queue: *mut rd::rd_kafka_queue_t,
+    started: HashMap<String, Started>,
+    batch: Vec<*mut rd::rd_kafka_message_t>,
+}
+
+// The raw handles are librdkafka's thread-safe objects, owned by this value alone.
+unsafe impl Send for TopicConsumer {}
+
+/// Settings the reading needs whatever the configuration says.
+const FORCED: &[(&str, &str)] = &[
+    // The end of a partition marks the end of its late-joiner read.
+    ("enable.partition.eof", "true"),
+    // Nothing is committed: offsets are chosen by the host.
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+];
+
+/// Defaults a configuration file may change.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("client.id", "love-host"),
+    // Broker figures for the metrics endpoint.
+    ("statistics.interval.ms", "5000"),
+    // How long a Fetch waits for data at the broker: one request per broker per wait when idle.
+    ("fetch.wait.max.ms", "500"),
+];
+
+impl TopicConsumer {
+    /// A consumer with `settings` (librdkafka keys, later entries win).
+    pub fn new(settings: &[(String, String)], figures: Arc<BrokerFigures>) -> Result<TopicConsumer, KafkaError> {
+        let mut config = ClientConfig::new();
+        for (k, v) in DEFAULTS {
+            config.set(*k, *v);
+        }
+        for (k, v) in settings {
+            if k == "group.id" {
+                continue;
+            }
+            config.set(k, v);
+        }
+        for (k, v) in FORCED {
+            config.set(*k, *v);
+        }
+        let context = ReadContext { figures, errors: Default::default() };
+        let consumer: BaseConsumer<ReadContext> =
+            config.create_with_context(context).map_err(|e| KafkaError::Config(format!("kafka consumer: {e}")))?;
+        // SAFETY: the client pointer is valid while `consumer` lives; the queue is destroyed in
+        // Drop before the consumer.
+        let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
+        if queue.is_null() {
+            return Err(KafkaError::Kafka("cannot create the consumer's queue".into()));
+        }
+        Ok(TopicConsumer { consumer, queue, started: HashMap::new(), batch: Vec::with_capacity(1024) })
+    }
+
+    /// Start reading partition 0 of `topic` at `at` (nothing if it is already read).
+    pub fn start(&mut self, topic: &str, at: StartAt) -> Result<(), KafkaError> {
+        if self.started.contains_key(topic) {
+            return Ok(());
+        }
+        let name = CString::new(topic).map_err(|_| KafkaError::Kafka(format!("{topic:?}: not a topic name")))?;
+        // SAFETY: valid client pointer and NUL-terminated name; a null conf means defaults.
+        let handle =
+            unsafe { rd::rd_kafka_topic_new(self.consumer.client().native_ptr(), name.as_ptr(), std::ptr::null_mut()) };
+        if handle.is_null() {
+            return Err(KafkaError::Kafka(format!("{topic}: cannot create the topic handle")));
+        }
+        // SAFETY: handle and queue are valid.
+        let rc = unsafe { rd::rd_kafka_consume_start_queue(handle, 0, at.raw(), self.queue) };
+        if rc != 0 {
+            // SAFETY: the handle is ours and not started.
+            unsafe { rd::rd_kafka_topic_destroy(handle) };
+            return Err(KafkaError::Kafka(format!("{topic}: cannot start reading ({})", last_error())));
+        }
+        self.started.insert(topic.to_string(), Started { handle });
+        Ok(())
+    }
+
+    /// Stop reading `topic`.
+    pub fn stop(&mut self, topic: &str) {
+        if let Some(s) = self.started.remove(topic) {
+            // SAFETY: the handle was started by `start` and is destroyed once.
+            unsafe {
+                rd::rd_kafka_consume_stop(s.handle, 0);
+                rd::rd_kafka_topic_destroy(s.handle);
+            }
+        }
+    }
+
+    /// Whether `topic` is being read.
+    pub fn is_reading(&self, topic: &str) -> bool {
+        self.started.contains_key(topic)
+    }
+
+    /// How many topics are read.
+    pub fn reading_count(&self) -> usize {
+        self.started.len()
+    }
+
+    /// Wait up to `timeout` for records and hand each to `f` (in order per topic). Also serves
+    /// the client's callbacks (statistics, errors). Returns how many were handed over.
+    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(Polled<'_>)) -> usize {
+        // Statistics and errors arrive on the main queue, which a consumer without a group
+        // does not forward anywhere.
+        let _ = self.consumer.poll(Duration::ZERO);
+        let cap = self.batch.capacity();
+        // SAFETY: the buffer has room for `cap` pointers; librdkafka writes `n` of them.
+        let n = unsafe {
+            let n = rd::rd_kafka_consume_batch_queue(
+                self.queue,
+                timeout.as_millis().min(i32::MAX as u128) as i32,
+                self.batch.as_mut_ptr(),
+                cap,
+            );
+            if n < 0 {
+                0
+            } else {
+                self.batch.set_len(n as usize);
+                n as usize
+            }
+        };
+        for &m in &self.batch {
+            // SAFETY: librdkafka handed over `m`; it is read here and destroyed below.
+            unsafe {
+                let msg = &*m;
+                let topic = if msg.rkt.is_null() {
+                    ""
+                } else {
+                    CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt)).to_str().unwrap_or("")
+                };
+                if msg.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    f(Polled::End { topic });
+                } else if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    let text = CStr::from_ptr(rd::rd_kafka_err2str(msg.err)).to_string_lossy();
+                    let detail = if msg.payload.is_null() || msg.len == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            ": {}",
+                            String::from_utf8_lossy(std::slice::from_raw_parts(msg.payload as *const u8, msg.len))
+                        )
+                    };
+                    f(Polled::Error { topic, error: format!("{text}{detail}") });
+                } else {
+                    let value =
+                        (!msg.payload.is_null()).then(|| std::slice::from_raw_parts(msg.payload as *const u8, msg.len));
+                    f(Polled::Record { topic, offset: msg.offset, value });
+                }
+                rd::rd_kafka_message_destroy(m);
+            }
+        }
+        // SAFETY: the messages were destroyed above.
+        unsafe { self.batch.set_len(0) };
+        n
+    }
+
+    /// The names of the broker's topics (a metadata request; blocks up to `timeout`).
+    pub fn topic_names(&self, timeout: Duration) -> Result<Vec<String>, KafkaError> {
+        let md =
+            self.consumer.fetch_metadata(None, timeout).map_err(|e| KafkaError::Kafka(format!("metadata: {e}")))?;
+        Ok(md.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name().to_string()).collect())
+    }
+
+    /// The (low, high) watermarks of partition 0 of each of `topics`, asked in one request per
+    /// broker for all of them (blocks up to `timeout` for each of the two). A topic the broker
+    /// did not answer for is left out.
+    pub fn watermarks(&self, topics: &[&str], timeout: Duration) -> Result<HashMap<String, (i64, i64)>, KafkaError> {
+        // ListOffsets by timestamp: -2 is the earliest offset, -1 the latest.
+        let ask = |at: Offset| -> Result<HashMap<String, i64>, KafkaError> {
+            let mut tpl = TopicPartitionList::with_capacity(topics.len());
+            for t in topics {
+                tpl.add_partition_offset(t, 0, at).map_err(|e| KafkaError::Kafka(format!("{t}: {e}")))?;
+            }
+            let got = self
+                .consumer
+                .offsets_for_times(tpl, timeout)
+                .map_err(|e| KafkaError::Kafka(format!("offsets: {e}")))?;
+            Ok(got
+                .elements()
+                .iter()
+                .filter(|e| e.error().is_ok())
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.topic().to_string(), o)),
+                    _ => None,
+                })
+                .collect())
+        };
+        let high = ask(Offset::End)?;
+        let low = ask(Offset::Beginning)?;
+        Ok(high.into_iter().filter_map(|(t, h)| low.get(&t).map(|l| (t.clone(), (*l, h)))).collect())
+    }
+
+    /// The high watermark of `topic` asked of the broker (blocks up to `timeout`).
+    pub fn high_watermark(&self, topic: &str, timeout: Duration) -> Result<i64, KafkaError> {
+        self.consumer
+            .fetch_watermarks(topic, 0, timeout)
+            .map(|(_, high)| high)
+            .map_err(|e| KafkaError::Kafka(format!("{topic}: {e}")))
+    }
+}
+
+impl Drop for TopicConsumer {
+    fn drop(&mut self) {
+        let topics: Vec<String> = self.started.keys().cloned().collect();
+        for t in topics {
+            self.stop(&t);
+        }
+        // Messages still queued are destroyed with the queue.
+        // SAFETY: created in `new`, destroyed once, before the consumer.
+        unsafe { rd::rd_kafka_queue_destroy(self.queue) };
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: reads the calling thread's last error code; the description is a static string.
+    unsafe { CStr::from_ptr(rd::rd_kafka_err2str(rd::rd_kafka_last_error())).to_string_lossy().into_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_offsets_are_librdkafkas_logical_offsets() {
+        assert_eq!(StartAt::End.raw(), -1);
+        assert_eq!(StartAt::Beginning.raw(), -2);
+        assert_eq!(StartAt::Tail(1).raw(), -2001);
+        assert_eq!(StartAt::Tail(500).raw(), -2500);
+        assert_eq!(StartAt::Tail(0).raw(), -1);
+        assert_eq!(StartAt::Offset(42).raw(), 42);
+    }
+
+    #[test]
+    fn a_consumer_is_created_without_a_broker_and_reads_nothing() {
+        let figures = Arc::new(BrokerFigures::default());
+        let settings = vec![("bootstrap.servers".to_string(), "127.0.0.1:1".to_string())];
+        let mut c = TopicConsumer::new(&settings, figures).unwrap();
+        c.start("lsst.sal.Test.logevent_heartbeat", StartAt::Tail(1)).unwrap();
+        assert!(c.is_reading("lsst.sal.Test.logevent_heartbeat"));
+        let mut records = 0;
+        c.poll(Duration::from_millis(10), |p| {
+            if matches!(p, Polled::Record { .. }) {
+                records += 1
+            }
+        });
+        assert_eq!(records, 0);
+        c.stop("lsst.sal.Test.logevent_heartbeat");
+        assert_eq!(c.reading_count(), 0);
+    }
+
+    #[test]
+    fn a_bad_setting_is_an_error_naming_it() {
+        let settings = vec![("no.such.setting".to_string(), "1".to_string())];
+        let e = TopicConsumer::new(&settings, Arc::default()).err().unwrap().to_string();
+        assert!(e.contains("no.such.setting"), "{e}");
+    }
+}
