@@ -89,13 +89,17 @@ impl std::str::FromStr for LogLevel {
 
 impl LogLevel {
     /// The tracing filter directive.
-    pub fn directive(self) -> &'static str {
-        match self {
+    pub fn directive(self) -> String {
+        let level = match self {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
             LogLevel::Warning => "warn",
             LogLevel::Error => "error",
-        }
+        };
+        // Other crates (the Kafka client, HTTP, websocket) say only what is wrong unless
+        // LOVE_LOG asks for more: at info they would log every connection and topic.
+        let others = if self == LogLevel::Error { "error" } else { "warn" };
+        format!("{others},love_host={level},love_catalog={level},love_plugin_api={level}")
     }
 }
 

@@ -275,7 +275,8 @@ async fn telemetry_is_coalesced_to_the_interval() {
     );
     let elapsed = start.elapsed();
     let pos = topics(&got, "position");
-    let intervals = (elapsed.as_secs_f64() / 0.4).ceil() as usize + 1;
+    // One at the first sample (none went out before), then at most one per interval.
+    let intervals = (elapsed.as_secs_f64() / 0.4).ceil() as usize + 2;
     assert!(pos.len() <= intervals, "{} telemetry samples delivered in {elapsed:?} (interval 400 ms)", pos.len());
     assert!(pos.len() >= 2, "{} samples: telemetry should flow during the burst", pos.len());
     let st = src.stats();
@@ -634,4 +635,153 @@ async fn a_subscription_without_history_gets_no_script_events_from_before_it() {
     let mut late = Vec::new();
     collect(&mut lrx, &mut late, Duration::from_millis(500), |_| false).await;
     assert!(late.is_empty(), "{late:?}");
+}
+
+/// The TCP connections this process holds to `port` on 127.0.0.1 (established).
+fn connections_to(port: u16) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy().to_string();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 9 && cols[2] == remote && cols[3] == "01" && inodes.contains(cols[9])
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundreds_of_topics_are_read_over_one_connection_per_broker() {
+    let mut s = setup().await;
+    s.config.extra.insert("statistics.interval.ms".into(), "300".into());
+    let port: u16 = s._broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    // Tens of components, every topic of each created as their controllers would.
+    let catalog = TopicCatalog::builtin();
+    let mut names: Vec<&str> = catalog.names();
+    names.sort();
+    let client = kafka::connect(&s.config).await.unwrap();
+    let (mut comps, mut topic_count) = (Vec::new(), 0);
+    for name in names {
+        let c = catalog.component(name).unwrap();
+        let read = c.events.len() + c.telemetry.len();
+        if read > 80 {
+            continue;
+        }
+        kafka::create_component_topics(&client, &s.config, &catalog, name).await.unwrap();
+        comps.push(name.to_string());
+        topic_count += read;
+        if comps.len() >= 12 && topic_count >= 300 {
+            break;
+        }
+    }
+    assert!(topic_count >= 300, "{topic_count} topics");
+    let csc = s.writer("many").await;
+    let before = connections_to(port);
+    let src = s.source().await;
+    let (tx, mut rx) = mpsc::channel(100_000);
+    for c in &comps {
+        src.subscribe(c, 0, true, tx.clone()).unwrap();
+    }
+    assert!(
+        kafka_wait(|| src.stats().topics_read as usize >= topic_count, Duration::from_secs(60)).await,
+        "{} of {topic_count} topics read",
+        src.stats().topics_read
+    );
+    // The source's own connections (the test's writer is in this process too: counted before
+    // it writes): the reading's one, and the command writer's.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let during = connections_to(port);
+    let stats = src.stats();
+    eprintln!(
+        "{topic_count} topics of {} components: {} connection(s) held by the source ({before} before it), \
+         {} reading broker connection(s)",
+        comps.len(),
+        during - before,
+        stats.broker_connections
+    );
+    assert_eq!(stats.broker_connections, 1, "{stats:?}");
+    assert!(during - before <= 3, "the source holds {} connections to the broker", during - before);
+    // Idle: a few long-polling fetches per second for all the topics, not one per topic.
+    let f0 = src.stats().fetch_requests;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let per_second = (src.stats().fetch_requests - f0) as f64 / 3.0;
+    eprintln!("idle fetch requests: {per_second:.1}/s for {topic_count} topics");
+    assert!(per_second < 20.0, "{per_second} fetch requests per second while idle");
+    // One sample on every event and telemetry topic of every component.
+    let mut wanted = std::collections::HashSet::new();
+    for c in &comps {
+        let cc = catalog.component(c).unwrap();
+        let writes = cc
+            .events
+            .iter()
+            .map(|t| (TopicKind::EVENT, t.name.clone()))
+            .chain(cc.telemetry.iter().map(|t| (TopicKind::TELEMETRY, t.name.clone())));
+        for (kind, topic) in writes {
+            csc.write(c, if cc.indexed { 1 } else { 0 }, kind, &topic, &[]).await.unwrap();
+            wanted.insert((c.clone(), topic));
+        }
+    }
+    let mut got = Vec::new();
+    let delivered = |g: &[Arc<InputMsg>]| {
+        g.iter()
+            .map(|m| (m.sample.component.to_string(), m.sample.topic.to_string()))
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let all = collect(&mut rx, &mut got, Duration::from_secs(60), |g| delivered(g).is_superset(&wanted)).await;
+    let missing: Vec<_> = wanted.difference(&delivered(&got)).take(10).cloned().collect();
+    assert!(all, "{} of {} topics delivered; missing e.g. {missing:?}", delivered(&got).len(), wanted.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn telemetry_delivered_is_the_newest_published() {
+    let mut s = setup().await;
+    s.config.telemetry_interval = Duration::from_millis(200);
+    let csc = s.writer("ATDome").await;
+    let pos = |i: i64| kafka::fields(&[f("azimuthPosition", Value::Float(i as f64))]);
+    csc.write("ATDome", 0, TopicKind::TELEMETRY, "position", &pos(-1)).await.unwrap();
+    let src = s.source().await;
+    let (tx, mut rx) = mpsc::channel(1000);
+    src.subscribe("ATDome", 0, true, tx).unwrap();
+    assert!(
+        kafka_wait(|| src.reading("ATDome").iter().any(|t| t.ends_with(".position")), Duration::from_secs(10)).await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A 1 Hz topic: each sample is delivered as it arrives, before the next one is published.
+    let mut got = Vec::new();
+    for i in 0..3 {
+        csc.write("ATDome", 0, TopicKind::TELEMETRY, "position", &pos(i)).await.unwrap();
+        let want = Value::Float(i as f64);
+        assert!(
+            collect(&mut rx, &mut got, Duration::from_secs(1), |g| {
+                topics(g, "position").last().is_some_and(|m| field(m, "azimuthPosition") == &want)
+            })
+            .await,
+            "sample {i} not delivered within a second: {got:?}"
+        );
+    }
+    // A 50 Hz burst: what the subscriber holds at the end is the newest sample published.
+    for i in 100..150 {
+        csc.write("ATDome", 0, TopicKind::TELEMETRY, "position", &pos(i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = Value::Float(149.0);
+    assert!(
+        collect(&mut rx, &mut got, Duration::from_secs(2), |g| {
+            topics(g, "position").last().is_some_and(|m| field(m, "azimuthPosition") == &last)
+        })
+        .await,
+        "{got:?}"
+    );
+    let st = src.stats();
+    assert!(st.telemetry_decoded < st.telemetry_received, "{st:?}: the burst is decoded at a bounded rate");
 }

@@ -14,9 +14,11 @@
 //! written to `..ackcmd` (an INPROGRESS first, then the final ack), copying the command's
 //! `private_seqNum`, `private_identity` and `private_origin`.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use love_host::component::ComponentName;
 use love_host::sal::catalog::TopicCatalog;
@@ -46,8 +48,17 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let colour = love_host::app::log_colour(
+        love_host::cli::LogFormat::Text,
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,love_sal_writer=info".into()),
+        )
+        .with_ansi(colour)
         .init();
     let args = Args::parse();
     let comps = ComponentName::parse_list(&args.components)?;
@@ -69,6 +80,15 @@ async fn main() -> anyhow::Result<()> {
     info!(seed = sim.seed(), "simulator started");
     let client = Arc::new(kafka::connect(&config).await?);
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+
+    // Every topic of each component exists from the start, as salobj's controllers create them.
+    let mut created = 0;
+    for c in &comps {
+        created += kafka::create_component_topics(&client, &config, &catalog, &c.name)
+            .await
+            .with_context(|| format!("creating the topics of {}", c.name))?;
+    }
+    info!(created, "topics of the components created");
 
     let mut tasks = Vec::new();
     for c in &comps {

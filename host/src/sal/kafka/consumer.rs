@@ -67,6 +67,8 @@ pub struct BrokerFigures {
     pub fetch_requests: AtomicU64,
     /// Brokers with a connection up (the bootstrap entries excepted).
     pub connections: AtomicU64,
+    /// Topics being read.
+    pub topics: AtomicU64,
 }
 
 /// The consumer's context: librdkafka's statistics into [`BrokerFigures`]; its errors logged
@@ -123,6 +125,7 @@ struct Started {
 /// The partition consumer of every topic read (partition 0, as salobj's topics have one).
 pub struct TopicConsumer {
     consumer: BaseConsumer<ReadContext>,
+    figures: Arc<BrokerFigures>,
     queue: *mut rd::rd_kafka_queue_t,
     started: HashMap<String, Started>,
     batch: Vec<*mut rd::rd_kafka_message_t>,
@@ -165,7 +168,7 @@ impl TopicConsumer {
         for (k, v) in FORCED {
             config.set(*k, *v);
         }
-        let context = ReadContext { figures, errors: Default::default() };
+        let context = ReadContext { figures: figures.clone(), errors: Default::default() };
         let consumer: BaseConsumer<ReadContext> =
             config.create_with_context(context).map_err(|e| KafkaError::Config(format!("kafka consumer: {e}")))?;
         // SAFETY: the client pointer is valid while `consumer` lives; the queue is destroyed in
@@ -174,7 +177,7 @@ impl TopicConsumer {
         if queue.is_null() {
             return Err(KafkaError::Kafka("cannot create the consumer's queue".into()));
         }
-        Ok(TopicConsumer { consumer, queue, started: HashMap::new(), batch: Vec::with_capacity(1024) })
+        Ok(TopicConsumer { consumer, figures, queue, started: HashMap::new(), batch: Vec::with_capacity(1024) })
     }
 
     /// Start reading partition 0 of `topic` at `at` (nothing if it is already read).
@@ -197,6 +200,7 @@ impl TopicConsumer {
             return Err(KafkaError::Kafka(format!("{topic}: cannot start reading ({})", last_error())));
         }
         self.started.insert(topic.to_string(), Started { handle });
+        self.figures.topics.store(self.started.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -208,6 +212,7 @@ impl TopicConsumer {
                 rd::rd_kafka_consume_stop(s.handle, 0);
                 rd::rd_kafka_topic_destroy(s.handle);
             }
+            self.figures.topics.store(self.started.len() as u64, Ordering::Relaxed);
         }
     }
 

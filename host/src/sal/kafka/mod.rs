@@ -83,7 +83,7 @@ use tracing::{debug, info, warn};
 pub use config::{KafkaConfig, SaslSettings};
 pub use registry::RegistryClient;
 pub use rskafka::client::Client as KafkaClient;
-pub use writer::{current_tai, record_key, sal_name, SalWriter, WriteOptions, Written};
+pub use writer::{create_component_topics, current_tai, record_key, sal_name, SalWriter, WriteOptions, Written};
 
 use self::avro::{split_confluent, DecodePlan, Decoded};
 use super::catalog::TopicCatalog;
@@ -206,6 +206,13 @@ pub struct KafkaStats {
     pub skipped: u64,
     /// Samples not queued to a subscriber that is not keeping up (one per subscriber).
     pub dropped_lagging: u64,
+    /// Fetch requests the reading sent, over all brokers (librdkafka's statistics, updated
+    /// every `statistics.interval.ms`).
+    pub fetch_requests: u64,
+    /// Brokers the reading holds a connection to (same source).
+    pub broker_connections: u64,
+    /// Topics being read.
+    pub topics_read: u64,
 }
 
 #[derive(Default)]
@@ -562,6 +569,9 @@ impl KafkaSource {
             out_of_order: c.out_of_order.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
             dropped_lagging: c.dropped_lagging.load(Ordering::Relaxed),
+            fetch_requests: self.inner.figures.fetch_requests.load(Ordering::Relaxed),
+            broker_connections: self.inner.figures.connections.load(Ordering::Relaxed),
+            topics_read: self.inner.figures.topics.load(Ordering::Relaxed),
         }
     }
 
@@ -854,7 +864,7 @@ impl SalSource for KafkaSource {
             ("out_of_order_dropped", s.out_of_order),
             ("skipped_undecodable", s.skipped),
             ("dropped_lagging", s.dropped_lagging),
-            ("fetch_requests", self.inner.figures.fetch_requests.load(Ordering::Relaxed)),
+            ("fetch_requests", s.fetch_requests),
         ]
     }
 
@@ -1101,6 +1111,39 @@ mod tests {
         assert!(all_rx.try_recv().is_err());
         assert_eq!(one_rx.try_recv().unwrap().sample.seq, old.sample.seq);
         assert_eq!(one_rx.try_recv().unwrap().sample.seq, live.sample.seq);
+    }
+
+    #[test]
+    fn telemetry_goes_out_at_once_when_due_else_the_newest_at_the_next_interval() {
+        let mut st = CompState::default();
+        let key = ("position".to_string(), 0);
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let interval = ms(200);
+        // The first sample and one arriving an interval after the last: at once.
+        assert!(st.telemetry_due(&key, t0, interval));
+        assert!(!st.telemetry_due(&key, t0 + ms(50), interval));
+        assert!(st.telemetry_due(&key, t0 + ms(200), interval));
+        // Sooner: it waits, and a newer one replaces it; the tick sends the newest.
+        assert!(!st.telemetry_due(&key, t0 + ms(220), interval));
+        let pending = |v: u8| Pending {
+            plan: Arc::new(avro::DecodePlan::from_schema_text(r#"{"type":"record","name":"x","fields":[]}"#).unwrap()),
+            value: vec![v],
+            offset: v as i64,
+            at: Arrival::now(false),
+        };
+        st.telemetry.insert(key.clone(), pending(1));
+        assert!(!st.telemetry_due(&key, t0 + ms(500), interval), "one is waiting: it goes at the tick");
+        st.telemetry.insert(key.clone(), pending(2));
+        let sent = st.take_telemetry(t0 + ms(400), interval);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1.value, vec![2]);
+        // The tick counts as the last send.
+        assert!(!st.telemetry_due(&key, t0 + ms(450), interval));
+        assert!(st.telemetry_due(&key, t0 + ms(600), interval));
+        // What has been quiet for long is forgotten.
+        st.take_telemetry(t0 + ms(5000), interval);
+        assert!(st.telemetry_sent.is_empty());
     }
 
     #[test]

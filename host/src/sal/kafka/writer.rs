@@ -322,13 +322,52 @@ async fn produce(pc: &PartitionClient, key: Vec<u8>, value: Vec<u8>) -> Result<i
     offsets.first().copied().ok_or_else(|| KafkaError::Kafka(format!("produce to {}: no offset returned", pc.topic())))
 }
 
-/// Create a one-partition topic unless it exists.
-pub async fn ensure_topic(client: &Client, topic: &str, replication: i16) -> Result<(), KafkaError> {
-    let topics = client.list_topics().await.map_err(|e| KafkaError::Kafka(format!("list topics: {e}")))?;
-    if topics.iter().any(|t| t.name == topic) {
-        return Ok(());
-    }
+/// Create every topic of `component` in `catalog` that does not exist yet (its events,
+/// telemetry, commands and `ackcmd`), as a salobj controller does at start; returns how many
+/// were created. The broker's topic list is read once.
+pub async fn create_component_topics(
+    client: &Client,
+    config: &KafkaConfig,
+    catalog: &TopicCatalog,
+    component: &str,
+) -> Result<usize, KafkaError> {
+    use futures_util::StreamExt;
+    let Some(comp) = catalog.component(component) else { return Ok(0) };
+    let existing: std::collections::HashSet<String> = client
+        .list_topics()
+        .await
+        .map_err(|e| KafkaError::Kafka(format!("list topics: {e}")))?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let names = comp
+        .events
+        .iter()
+        .map(|t| sal_name(TopicKind::EVENT, &t.name))
+        .chain(comp.telemetry.iter().map(|t| sal_name(TopicKind::TELEMETRY, &t.name)))
+        .chain(comp.commands.iter().map(|t| sal_name(TopicKind::COMMAND, &t.name)))
+        .chain(std::iter::once(sal_name(TopicKind::ACK, "ackcmd")))
+        .map(|sal| config.topic_name(component, &sal))
+        .filter(|full| !existing.contains(full));
     let controller = client.controller_client().map_err(|e| KafkaError::Kafka(format!("controller: {e}")))?;
+    let results: Vec<Result<(), KafkaError>> = futures_util::stream::iter(names)
+        .map(|full| {
+            let controller = &controller;
+            async move { create_topic(controller, &full, config.replication_factor).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(created)
+}
+
+async fn create_topic(
+    controller: &rskafka::client::controller::ControllerClient,
+    topic: &str,
+    replication: i16,
+) -> Result<(), KafkaError> {
     match controller.create_topic(topic, 1, replication.max(1), 5_000).await {
         Ok(()) => Ok(()),
         Err(rskafka::client::error::Error::ServerError {
@@ -337,6 +376,16 @@ pub async fn ensure_topic(client: &Client, topic: &str, replication: i16) -> Res
         }) => Ok(()),
         Err(e) => Err(KafkaError::Kafka(format!("create topic {topic}: {e}"))),
     }
+}
+
+/// Create a one-partition topic unless it exists.
+pub async fn ensure_topic(client: &Client, topic: &str, replication: i16) -> Result<(), KafkaError> {
+    let topics = client.list_topics().await.map_err(|e| KafkaError::Kafka(format!("list topics: {e}")))?;
+    if topics.iter().any(|t| t.name == topic) {
+        return Ok(());
+    }
+    let controller = client.controller_client().map_err(|e| KafkaError::Kafka(format!("controller: {e}")))?;
+    create_topic(&controller, topic, replication).await
 }
 
 /// A field description inferred from a value (when no catalog or registry defines the topic).
