@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     info!(seed = sim.seed(), "simulator started");
     let client = Arc::new(kafka::connect(&config).await?);
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let producer = kafka::writer::producer(&config)?;
 
     // Every topic of each component exists from the start, as salobj's controllers create them.
     let mut created = 0;
@@ -98,7 +99,8 @@ async fn main() -> anyhow::Result<()> {
             c.name.clone()
         };
         let writer = Arc::new(
-            SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone()).with_identity(&identity),
+            SalWriter::new(producer.clone(), Some(client.clone()), registry.clone(), config.clone(), catalog.clone())
+                .with_identity(&identity),
         );
         let (tx, mut rx) = mpsc::channel(10_000);
         sim.subscribe(&c.name, c.index, true, tx)?;

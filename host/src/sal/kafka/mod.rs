@@ -91,6 +91,14 @@ use super::{ack, CommandAck, SalCommand, SalError, SalSource, SampleTx};
 use crate::locks::lock;
 use crate::shutdown::Shutdown;
 
+/// The librdkafka settings of the writing (commands): salobj's producer settings.
+fn producer_settings(config: &KafkaConfig) -> Vec<(String, String)> {
+    let mut v = reading_settings(config);
+    v.push(("acks".into(), "1".into()));
+    v.push(("queue.buffering.max.ms".into(), "0".into()));
+    v
+}
+
 /// The librdkafka settings of the reading: the broker, security and client settings salobj's
 /// consumer gets.
 fn reading_settings(config: &KafkaConfig) -> Vec<(String, String)> {
@@ -530,11 +538,17 @@ impl KafkaSource {
         catalog: Arc<TopicCatalog>,
         shutdown: Shutdown,
     ) -> Result<Arc<KafkaSource>, KafkaError> {
-        let client = Arc::new(connect(&config).await?);
         let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-        let writer = SalWriter::new(client.clone(), registry.clone(), config.clone(), catalog.clone());
+        let writer =
+            SalWriter::new(writer::producer(&config)?, None, registry.clone(), config.clone(), catalog.clone());
         let figures = Arc::new(consumer::BrokerFigures::default());
         let topics = consumer::TopicConsumer::new(&reading_settings(&config), figures.clone())?;
+        // The broker must answer once at start: a wrong address is a start-up error, not a host
+        // that looks healthy and reads nothing.
+        let topics = tokio::task::spawn_blocking(move || topics.topic_names(Duration::from_secs(10)).map(|_| topics))
+            .await
+            .map_err(|e| KafkaError::Kafka(format!("broker check: {e}")))?
+            .map_err(|e| KafkaError::Kafka(format!("cannot reach the broker at {}: {e}", config.brokers.join(","))))?;
         let (control, requests) = std::sync::mpsc::channel();
         info!(brokers = %config.brokers.join(","), registry = %config.schema_registry_url, subname = %config.topic_subname, "kafka SAL source connected");
         let inner = Arc::new(Inner {

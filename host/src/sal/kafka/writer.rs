@@ -10,6 +10,10 @@
 //! it), `private_seqNum` from the topic's own counter, `private_revCode`, `private_identity`
 //! and `private_origin`.
 //!
+//! Records are written by librdkafka with salobj's producer settings ([`producer`]). Topics
+//! are created on first write only by a writer given an admin client (`love-sal-writer`, the
+//! tests); the Kafka source's command writer has none: a controller creates its own topics.
+//!
 //! Used by the Kafka source to send commands, by the `love-sal-writer` binary, and by tests.
 
 use std::collections::HashMap;
@@ -19,9 +23,8 @@ use std::sync::Arc;
 use apache_avro::schema::Schema;
 use love_plugin_api::abi::{Field, PrivateStamps, TopicKind};
 use love_plugin_api::catalog::{FieldInfo, TopicInfo};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rskafka::client::Client;
-use rskafka::record::Record;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::avro::{ackcmd_topic, confluent, encode, rev_code, topic_schema};
@@ -91,8 +94,27 @@ pub struct Written {
     pub stamps: PrivateStamps,
 }
 
+/// The librdkafka producer records are written with (shared by the writers of one process).
+pub type Producer = Arc<FutureProducer>;
+
+/// How long a write waits for the broker's acknowledgement (librdkafka retries meanwhile).
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A producer with salobj's producer settings (`LSST_KAFKA_*`: the broker, SASL, `acks`,
+/// `queue.buffering.max.ms` 0, the producer and broker client configuration files).
+pub fn producer(config: &KafkaConfig) -> Result<Producer, KafkaError> {
+    let mut c = rdkafka::ClientConfig::new();
+    // A write is one record, acknowledged before the next (salobj flushes each write); the
+    // delivery wait is bounded by WRITE_TIMEOUT.
+    c.set("message.timeout.ms", WRITE_TIMEOUT.as_millis().to_string());
+    for (k, v) in super::producer_settings(config) {
+        c.set(k, v);
+    }
+    c.create().map(Arc::new).map_err(|e| KafkaError::Config(format!("kafka producer: {e}")))
+}
+
 struct WriterTopic {
-    partition: PartitionClient,
+    full: String,
     schema: Schema,
     schema_id: i32,
     rev_code: String,
@@ -103,7 +125,9 @@ struct WriterTopic {
 
 /// A salobj-style writer.
 pub struct SalWriter {
-    client: Arc<Client>,
+    producer: Producer,
+    /// Creates topics on first write when set.
+    admin: Option<Arc<Client>>,
     registry: Arc<RegistryClient>,
     config: KafkaConfig,
     catalog: Arc<TopicCatalog>,
@@ -119,23 +143,33 @@ impl std::fmt::Debug for SalWriter {
 }
 
 impl SalWriter {
-    /// A writer on an existing client.
+    /// A writer on a producer; with `admin`, topics missing on first write are created.
     pub fn new(
-        client: Arc<Client>,
+        producer: Producer,
+        admin: Option<Arc<Client>>,
         registry: Arc<RegistryClient>,
         config: KafkaConfig,
         catalog: Arc<TopicCatalog>,
     ) -> SalWriter {
         let identity = config.identity.clone();
         let origin = config.origin;
-        SalWriter { client, registry, config, catalog, topics: AsyncMutex::new(HashMap::new()), identity, origin }
+        SalWriter {
+            producer,
+            admin,
+            registry,
+            config,
+            catalog,
+            topics: AsyncMutex::new(HashMap::new()),
+            identity,
+            origin,
+        }
     }
 
-    /// Connect a writer with its own client.
+    /// Connect a writer with its own producer and admin client (it creates missing topics).
     pub async fn connect(config: KafkaConfig, catalog: Arc<TopicCatalog>) -> Result<SalWriter, KafkaError> {
-        let client = Arc::new(super::connect(&config).await?);
+        let admin = Arc::new(super::connect(&config).await?);
         let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-        Ok(SalWriter::new(client, registry, config, catalog))
+        Ok(SalWriter::new(producer(&config)?, Some(admin), registry, config, catalog))
     }
 
     /// Write with this identity (salobj: the CSC name, `ATDome` or `ScriptQueue:1`, for a
@@ -204,14 +238,11 @@ impl SalWriter {
         let schema = Schema::parse_str(&schema_text)
             .map_err(|e| KafkaError::Registry(format!("{subject}: schema does not parse: {e}")))?;
         let schema_id = self.registry.register(&subject, &schema_text).await?;
-        ensure_topic(&self.client, &full, self.config.replication_factor).await?;
-        let partition = self
-            .client
-            .partition_client(full.clone(), 0, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|e| KafkaError::Kafka(format!("{full}: {e}")))?;
+        if let Some(admin) = &self.admin {
+            ensure_topic(admin, &full, self.config.replication_factor).await?;
+        }
         let t = Arc::new(WriterTopic {
-            partition,
+            full: full.clone(),
             schema,
             schema_id,
             rev_code: rev_code(&schema_text),
@@ -264,19 +295,29 @@ impl SalWriter {
             .map_err(|e| KafkaError::Encode(format!("{component}.{topic}: {e}")))?;
         let sal = sal_name(kind, topic);
         let key = record_key(component, t.indexed.then_some(index), &sal, kind);
-        let offset = produce(&t.partition, key, confluent(t.schema_id, &body)).await?;
+        let offset = self.produce(&t.full, &key, &confluent(t.schema_id, &body)).await?;
         Ok(Written { offset, stamps })
     }
 
     /// Write raw bytes as a value of a topic (tests: undecodable values, unknown schema ids).
     pub async fn write_raw(&self, full_topic: &str, key: Vec<u8>, value: Vec<u8>) -> Result<i64, KafkaError> {
-        ensure_topic(&self.client, full_topic, self.config.replication_factor).await?;
-        let pc = self
-            .client
-            .partition_client(full_topic.to_string(), 0, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|e| KafkaError::Kafka(format!("{full_topic}: {e}")))?;
-        produce(&pc, key, value).await
+        if let Some(admin) = &self.admin {
+            ensure_topic(admin, full_topic, self.config.replication_factor).await?;
+        }
+        self.produce(full_topic, &key, &value).await
+    }
+
+    /// One record to partition 0 of `full_topic`, acknowledged (as salobj writes); its offset.
+    async fn produce(&self, full_topic: &str, key: &[u8], value: &[u8]) -> Result<i64, KafkaError> {
+        let mut record =
+            FutureRecord::to(full_topic).partition(0).payload(value).timestamp((utc_now() * 1000.0) as i64);
+        if !key.is_empty() {
+            record = record.key(key);
+        }
+        match self.producer.send(record, rdkafka::util::Timeout::After(WRITE_TIMEOUT)).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((e, _)) => Err(KafkaError::Kafka(format!("produce to {full_topic}: {e}"))),
+        }
     }
 
     /// The schema id registered for a topic this writer wrote, if any.
@@ -305,21 +346,6 @@ fn next_seq(counter: &AtomicI64, _kind: TopicKind) -> i64 {
     } else {
         v
     }
-}
-
-/// One record per produce request, as salobj writes.
-async fn produce(pc: &PartitionClient, key: Vec<u8>, value: Vec<u8>) -> Result<i64, KafkaError> {
-    let record = Record {
-        key: if key.is_empty() { None } else { Some(key) },
-        value: Some(value),
-        headers: Default::default(),
-        timestamp: chrono::DateTime::from_timestamp_millis((utc_now() * 1000.0) as i64).unwrap_or_default(),
-    };
-    let offsets = pc
-        .produce(vec![record], Compression::NoCompression)
-        .await
-        .map_err(|e| KafkaError::Kafka(format!("produce to {}: {e}", pc.topic())))?;
-    offsets.first().copied().ok_or_else(|| KafkaError::Kafka(format!("produce to {}: no offset returned", pc.topic())))
 }
 
 /// Create every topic of `component` in `catalog` that does not exist yet (its events,
