@@ -1,36 +1,29 @@
-//! In-process sample routing with late-joiner history, shared by the sim and replay sources.
-//!
-//! Every subscriber gets its own unbounded queue drained into its [`SampleTx`] by a small task:
-//! publishing never blocks or drops, and a new subscriber's history is queued under the same
+//! In-process sample routing with late-joiner history, for the sim and replay sources: one
+//! [`ComponentRouter`] per component (the same routing as the Kafka source's: bounded queues,
+//! telemetry dropped first for a subscriber that does not keep up, the latest event of each
+//! topic and index for later subscribers). A new subscriber's history is queued under the same
 //! lock as its registration, so it always arrives before any live sample, with no gap and no
 //! duplicate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use love_plugin_api::abi::{InputMsg, TopicKind};
-use tokio::sync::mpsc;
+use love_plugin_api::abi::InputMsg;
 
-use super::{route_matches, SalError, SampleTx};
+use super::router::ComponentRouter;
+use super::{SalError, SampleTx};
 
 /// Routes published samples to matching subscribers and keeps the latest sample of each event.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Bus {
-    state: Mutex<State>,
+    routers: Mutex<HashMap<String, ComponentRouter>>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    subs: Vec<Sub>,
-    /// Latest event sample per (component, index, topic).
-    history: HashMap<(String, i64, String), Arc<InputMsg>>,
-}
-
-#[derive(Debug)]
-struct Sub {
-    component: String,
-    index: i64,
-    queue: mpsc::UnboundedSender<Arc<InputMsg>>,
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("components", &self.lock().len()).finish()
+    }
 }
 
 impl Bus {
@@ -39,8 +32,8 @@ impl Bus {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        crate::locks::lock(&self.state)
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, ComponentRouter>> {
+        crate::locks::lock(&self.routers)
     }
 
     /// Deliver matching samples to `tx`: with `history` first the latest event of each topic
@@ -48,57 +41,32 @@ impl Bus {
     pub fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| SalError::Other(format!("subscribing {component}:{index}: no tokio runtime")))?;
-        let (queue, mut rx) = mpsc::unbounded_channel::<Arc<InputMsg>>();
-        {
-            let mut st = self.lock();
-            let mut hist: Vec<&Arc<InputMsg>> = st
-                .history
-                .values()
-                .filter(|m| history && route_matches(component, index, &m.sample.component, m.sample.sal_index))
-                .collect();
-            hist.sort_by_key(|m| m.sample.seq);
-            for m in hist {
-                let _ = queue.send(m.clone());
-            }
-            st.subs.push(Sub { component: component.to_string(), index, queue });
-        }
-        handle.spawn(async move {
-            while let Some(m) = rx.recv().await {
-                if tx.send(m).await.is_err() {
-                    break;
-                }
-            }
-        });
+        self.lock().entry(component.to_string()).or_default().subscribe(index, history, tx, &handle);
         Ok(())
     }
 
     /// Route a sample to every matching subscriber; an event also becomes its topic's history.
     pub fn publish(&self, msg: Arc<InputMsg>) {
-        let mut st = self.lock();
-        let s = &msg.sample;
-        if s.kind == TopicKind::EVENT {
-            st.history.insert((s.component.to_string(), s.sal_index, s.topic.to_string()), msg.clone());
-        }
-        st.subs.retain(|sub| {
-            if route_matches(&sub.component, sub.index, &s.component, s.sal_index) {
-                sub.queue.send(msg.clone()).is_ok()
-            } else {
-                !sub.queue.is_closed()
-            }
-        });
+        let mut routers = self.lock();
+        let comp = msg.sample.component.as_str();
+        let router = match routers.get_mut(comp) {
+            Some(r) => r,
+            None => routers.entry(comp.to_string()).or_default(),
+        };
+        router.publish(comp, &msg, false, false, Instant::now());
     }
 
     /// Drop the history of `component`:`index` (a script that has finished, say), so it is not
     /// replayed to late joiners and memory stays bounded.
     pub fn forget(&self, component: &str, index: i64) {
-        self.lock().history.retain(|(c, i, _), _| !(c == component && *i == index));
+        if let Some(r) = self.lock().get_mut(component) {
+            r.forget(index);
+        }
     }
 
     /// Number of live subscriptions.
     pub fn subscriber_count(&self) -> usize {
-        let mut st = self.lock();
-        st.subs.retain(|s| !s.queue.is_closed());
-        st.subs.len()
+        self.lock().values_mut().map(|r| r.subscriber_count()).sum()
     }
 }
 
@@ -106,7 +74,8 @@ impl Bus {
 mod tests {
     use super::*;
     use crate::sal::{next_seq, sample_msg};
-    use love_plugin_api::abi::Sample;
+    use love_plugin_api::abi::{Sample, TopicKind};
+    use tokio::sync::mpsc;
 
     fn msg(component: &str, index: i64, topic: &str, kind: TopicKind) -> Arc<InputMsg> {
         sample_msg(Sample {

@@ -8,6 +8,7 @@ pub mod bus;
 pub mod catalog;
 pub mod kafka;
 pub mod replay;
+pub mod router;
 pub mod sim;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -19,9 +19,10 @@ use love_plugin_api::abi::{TopicKind, Value};
 use tracing::{debug, error, info, warn};
 
 use super::avro::{split_confluent, DecodePlan};
+use super::commands::{AckMsg, AckWaiters};
 use super::consumer::{Polled, StartAt, TopicConsumer};
 use super::registry::RegistryClient;
-use super::{classify, lock, parse_topic, AckMsg, AckWaiters, Arrival, Comp, Inner, KafkaError, Pending, Warner};
+use super::{classify, lock, parse_topic, Arrival, Comp, Inner, KafkaError, Pending, Warner};
 
 /// The longest wait between two attempts to fetch a schema while the registry is unreachable.
 pub const REGISTRY_RETRY_MAX: Duration = Duration::from_secs(30);
