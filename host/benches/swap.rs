@@ -79,7 +79,19 @@ fn main() {
         let mut bytes = 0usize;
         let all = Instant::now();
         for h in &handles {
-            let r = h.replace(csc_create(), "csc", "csc 2.0.0 (bench)", true, true).await.unwrap();
+            let r = h
+                .replace(love_host::runtime::ReplaceRequest {
+                    create: csc_create(),
+                    origin: None,
+                    serving: love_host::runtime::Serving {
+                        producer_type: "csc".into(),
+                        label: "csc 2.0.0 (bench)".into(),
+                    },
+                    state: love_host::runtime::StateTransfer::Keep,
+                    subscribe_own: true,
+                })
+                .await
+                .unwrap();
             per.push(r.duration);
             bytes += r.snapshot_bytes;
         }

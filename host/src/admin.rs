@@ -33,7 +33,7 @@ pub struct ProducerView {
     /// The component.
     pub component: ComponentName,
     /// (type, plugin label) serving it now.
-    pub current: Arc<Mutex<(String, String)>>,
+    pub current: Arc<Mutex<crate::runtime::Serving>>,
     /// Its counters.
     pub status: Arc<ProducerStatus>,
 }
@@ -209,7 +209,8 @@ pub fn render_metrics(state: &AdminState) -> String {
         let age = st.last_sample_time().map(|t| (now - t).max(0.0).round() as i64).unwrap_or(-1);
         last_sample.get_or_create(&c).set(age);
         hb_lost.get_or_create(&c).set(st.heartbeat_lost().map(|v| v as i64).unwrap_or(-1));
-        let (ty, label) = p.current.lock().map(|g| g.clone()).unwrap_or_default();
+        let crate::runtime::Serving { producer_type: ty, label } =
+            p.current.lock().map(|g| g.clone()).unwrap_or_default();
         serving
             .get_or_create(&ServingLabels {
                 component: c.component.clone(),
@@ -325,7 +326,7 @@ pub fn not_ready_reasons(state: &AdminState) -> Vec<String> {
     let now = crate::watchdog::mono_ns();
     for p in &state.producers {
         if let Some(s) = p.status.clock.stuck_call(now) {
-            let label = p.current.lock().map(|g| g.1.clone()).unwrap_or_default();
+            let label = p.current.lock().map(|g| g.label.clone()).unwrap_or_default();
             reasons.push(format!(
                 "producer {} ({label}) stuck in {} for {:.0} s; its inputs are dropped",
                 p.component,
@@ -345,7 +346,8 @@ fn producers_json(state: &AdminState) -> serde_json::Value {
         .producers
         .iter()
         .map(|p| {
-            let (ty, label) = p.current.lock().map(|g| g.clone()).unwrap_or_default();
+            let crate::runtime::Serving { producer_type: ty, label } =
+                p.current.lock().map(|g| g.clone()).unwrap_or_default();
             let st = &p.status;
             let stuck = st.clock.stuck_call(crate::watchdog::mono_ns());
             let run_state = if stuck.is_some() {

@@ -544,7 +544,7 @@ async fn stop_producers(managed: Vec<ManagedProducer>, bound: Duration) {
     let deadline = tokio::time::Instant::now() + bound;
     for mut m in managed {
         if tokio::time::timeout_at(deadline, &mut m.handle.task).await.is_err() {
-            let label = m.handle.current.lock().map(|c| c.1.clone()).unwrap_or_default();
+            let label = m.handle.current.lock().map(|c| c.label.clone()).unwrap_or_default();
             let stuck = m.handle.status.clock.stuck_call(crate::watchdog::mono_ns());
             let call = stuck.map(|s| format!(" (stuck in {} for {:.1} s)", s.call.describe(), s.elapsed.as_secs_f64()));
             warn!(

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::plugin::loader::load_plugin_copy;
 use crate::plugin::{compare_versions, is_plugin_file_name, note_skipped, screen_entry, Entry, LoadedPlugin};
+use crate::runtime::{ReplaceRequest, Serving, StateTransfer};
 
 /// Identity of a file's current contents as far as deployment cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,7 +435,14 @@ pub async fn apply(
         let create = crate::app::create_fn(&a.source);
         let label = a.source.label();
         let origin = crate::crash::PluginOrigin::of(&a.source);
-        match m.handle.replace_plugin(create, origin, &a.producer_type, &label, same_plugin, known.is_some()).await {
+        let request = ReplaceRequest {
+            create,
+            origin,
+            serving: Serving { producer_type: a.producer_type.clone(), label: label.clone() },
+            state: if same_plugin { StateTransfer::Keep } else { StateTransfer::Fresh },
+            subscribe_own: known.is_some(),
+        };
+        match m.handle.replace(request).await {
             Ok(report) => {
                 stats.swaps_ok.fetch_add(1, Ordering::Relaxed);
                 total += report.duration;
@@ -451,7 +459,7 @@ pub async fn apply(
                 stats.swaps_failed.fetch_add(1, Ordering::Relaxed);
                 error!(
                     component = %component.name, index = component.index, file = %plugin.path.display(),
-                    "deploy: {component} stays on {}: {e}", m.handle.current.lock().map(|c| c.1.clone()).unwrap_or_default()
+                    "deploy: {component} stays on {}: {e}", m.handle.current.lock().map(|c| c.label.clone()).unwrap_or_default()
                 );
             }
         }
@@ -469,8 +477,8 @@ pub fn log_report(registry: &crate::plugin::PluginRegistry, managed: &[ManagedPr
     let serving: Vec<String> = managed
         .iter()
         .map(|m| {
-            let (ty, label) = m.handle.current.lock().map(|c| c.clone()).unwrap_or_default();
-            format!("{}={ty} ({label})", m.handle.component)
+            let s = m.handle.current.lock().map(|c| c.clone()).unwrap_or_default();
+            format!("{}={} ({})", m.handle.component, s.producer_type, s.label)
         })
         .collect();
     info!(

@@ -172,6 +172,87 @@ impl ProducerStatus {
     }
 }
 
+/// The producer type and plugin label serving a component (changes on hot deployment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// The producer type (`csc`).
+    pub producer_type: String,
+    /// The plugin's label (`csc 1.0.0`).
+    pub label: String,
+}
+
+/// What a replacement does with the old producer's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateTransfer {
+    /// The old producer's snapshot is restored into the new one (an upgrade of the same plugin).
+    Keep,
+    /// The new producer starts fresh and gets the latest events again (a component moving to
+    /// another plugin).
+    Fresh,
+}
+
+/// A request to replace a running producer.
+pub struct ReplaceRequest {
+    /// Builds the new producer.
+    pub create: CreateFn,
+    /// The new producer's plugin file (named in the crash record if it crashes).
+    pub origin: Option<PluginOrigin>,
+    /// What will serve the component.
+    pub serving: Serving,
+    /// The old producer's state.
+    pub state: StateTransfer,
+    /// Whether the new producer reads its own component's SAL samples.
+    pub subscribe_own: bool,
+}
+
+/// Why a replacement did not happen (the old producer keeps serving).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SwapError {
+    /// A call into the producer has not returned.
+    #[error("the producer is stuck in {call} (for {secs:.1} s); it cannot be replaced until the call returns")]
+    Stuck {
+        /// The call.
+        call: String,
+        /// For how long.
+        secs: f64,
+    },
+    /// The producer's task has ended.
+    #[error("producer task has stopped")]
+    Stopped,
+    /// A step of the replacement failed (the text says which).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How a call into a producer failed, decoded once from the error the boundary returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CallError {
+    /// The producer panicked (caught by the SDK's guard).
+    Panicked(String),
+    /// The producer returned an error.
+    Failed(String),
+}
+
+impl CallError {
+    fn from_abi(e: &abi_stable::std_types::RBoxError) -> CallError {
+        let text = e.to_string();
+        // The SDK marks a caught panic with this prefix; every plugin since ABI v1 does.
+        if text.starts_with(PANIC_PREFIX) {
+            CallError::Panicked(text)
+        } else {
+            CallError::Failed(text)
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Panicked(t) | CallError::Failed(t) => f.write_str(t),
+        }
+    }
+}
+
 /// A request to a running producer task, carried out between two inputs.
 pub enum Control {
     /// Replace the producer with one built by `create` (hot deployment). With `keep_state` the
@@ -179,20 +260,10 @@ pub enum Control {
     /// without, the new one starts fresh (a component moving to another plugin). If any step
     /// fails the old producer keeps running and the error is returned.
     Replace {
-        /// Builds the new producer.
-        create: CreateFn,
-        /// Its producer type.
-        producer_type: String,
-        /// Its plugin label.
-        label: String,
-        /// Restore the old producer's snapshot into the new one.
-        keep_state: bool,
-        /// Whether the new producer reads its own component's SAL samples.
-        subscribe_own: bool,
-        /// The new producer's plugin file.
-        origin: Option<PluginOrigin>,
+        /// What replaces it.
+        request: ReplaceRequest,
         /// The outcome.
-        reply: oneshot::Sender<Result<SwapReport, String>>,
+        reply: oneshot::Sender<Result<SwapReport, SwapError>>,
     },
 }
 
@@ -218,7 +289,7 @@ pub struct ProducerHandle {
     /// Its plugin label (as started).
     pub label: String,
     /// The type and label serving it now (changes on hot deployment).
-    pub current: Arc<std::sync::Mutex<(String, String)>>,
+    pub current: Arc<std::sync::Mutex<Serving>>,
     /// Its counters.
     pub status: Arc<ProducerStatus>,
     /// Requests to the task.
@@ -228,53 +299,21 @@ pub struct ProducerHandle {
 }
 
 impl ProducerHandle {
-    /// Replace the producer (see [`Control::Replace`]) and wait for the outcome.
-    pub async fn replace(
-        &self,
-        create: CreateFn,
-        producer_type: &str,
-        label: &str,
-        keep_state: bool,
-        subscribe_own: bool,
-    ) -> Result<SwapReport, String> {
-        self.replace_plugin(create, None, producer_type, label, keep_state, subscribe_own).await
-    }
-
-    /// [`ProducerHandle::replace`] with the new producer's plugin file (named if it crashes).
-    /// A producer stuck in a call cannot be replaced: the request fails at once, or as soon as
-    /// the watchdog finds the producer stuck while it waits.
-    pub async fn replace_plugin(
-        &self,
-        create: CreateFn,
-        origin: Option<PluginOrigin>,
-        producer_type: &str,
-        label: &str,
-        keep_state: bool,
-        subscribe_own: bool,
-    ) -> Result<SwapReport, String> {
-        let stuck_error = |s: crate::watchdog::Stuck| {
-            format!(
-                "the producer is stuck in {} (for {:.1} s); it cannot be replaced until the call returns",
-                s.call.describe(),
-                s.elapsed.as_secs_f64()
-            )
+    /// Replace the producer (see [`Control::Replace`]) and wait for the outcome. A producer
+    /// stuck in a call cannot be replaced: the request fails at once, or as soon as the
+    /// watchdog finds the producer stuck while it waits.
+    pub async fn replace(&self, request: ReplaceRequest) -> Result<SwapReport, SwapError> {
+        let stuck_error = |s: crate::watchdog::Stuck| SwapError::Stuck {
+            call: s.call.describe().to_string(),
+            secs: s.elapsed.as_secs_f64(),
         };
         if let Some(s) = self.status.clock.stuck_call(mono_ns()) {
             return Err(stuck_error(s));
         }
         let (reply, rx) = oneshot::channel();
-        let req = Control::Replace {
-            create,
-            producer_type: producer_type.to_string(),
-            label: label.to_string(),
-            keep_state,
-            subscribe_own,
-            origin,
-            reply,
-        };
         let swap = async {
-            self.control.send(req).await.map_err(|_| "producer task has stopped".to_string())?;
-            rx.await.map_err(|_| "producer task has stopped".to_string())?
+            self.control.send(Control::Replace { request, reply }).await.map_err(|_| SwapError::Stopped)?;
+            rx.await.map_err(|_| SwapError::Stopped)?
         };
         let stuck = async {
             loop {
@@ -306,7 +345,10 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let events = ctx.outbox.events();
     let (control_tx, control_rx) = mpsc::channel(4);
-    let current = Arc::new(std::sync::Mutex::new((spec.producer_type.clone(), spec.label.clone())));
+    let current = Arc::new(std::sync::Mutex::new(Serving {
+        producer_type: spec.producer_type.clone(),
+        label: spec.label.clone(),
+    }));
     let (created_tx, created_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let component = spec.component.clone();
@@ -411,7 +453,7 @@ pub fn spawn_producer(spec: ProducerSpec, ctx: RuntimeContext) -> Result<Produce
 struct Supervisor {
     component: ComponentName,
     status: Arc<ProducerStatus>,
-    current: Arc<std::sync::Mutex<(String, String)>>,
+    current: Arc<std::sync::Mutex<Serving>>,
     bound: Duration,
 }
 
@@ -459,7 +501,7 @@ impl Supervisor {
     /// The watchdog's look at the producer's clock.
     fn check(&self) {
         let Some(stuck) = self.status.clock.check(mono_ns(), self.bound) else { return };
-        let label = self.current.lock().map(|c| c.1.clone()).unwrap_or_default();
+        let label = self.current.lock().map(|c| c.label.clone()).unwrap_or_default();
         let (c, i) = (&self.component.name, self.component.index);
         error!(
             component = %c, index = i, plugin = %label, call = stuck.call.describe(),
@@ -471,7 +513,7 @@ impl Supervisor {
 }
 
 struct ProducerTask {
-    current: Arc<std::sync::Mutex<(String, String)>>,
+    current: Arc<std::sync::Mutex<Serving>>,
     component: ComponentName,
     producer_type: String,
     create: CreateFn,
@@ -596,7 +638,7 @@ impl ProducerTask {
     fn call_end(&self) {
         crate::crash::leave();
         if let Some(lasted) = self.status.clock.end(mono_ns()) {
-            let label = self.current.lock().map(|c| c.1.clone()).unwrap_or_default();
+            let label = self.current.lock().map(|c| c.label.clone()).unwrap_or_default();
             warn!(
                 component = %self.component.name, index = self.component.index, plugin = %label,
                 "producer {} ({label}) is no longer stuck: the call returned after {:.1} s; it takes inputs again \
@@ -720,9 +762,8 @@ impl ProducerTask {
                         self.execute(Action::decode(a), now, created, &mut follow_ups);
                     }
                 }
-                RResult::RErr(e) => {
-                    let text = e.to_string();
-                    if text.starts_with(PANIC_PREFIX) {
+                RResult::RErr(e) => match CallError::from_abi(&e) {
+                    CallError::Panicked(text) => {
                         self.status.panics.fetch_add(1, Ordering::Relaxed);
                         error!(
                             component = %self.component.name,
@@ -733,9 +774,11 @@ impl ProducerTask {
                         self.panicked = true;
                         return;
                     }
-                    self.status.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(component = %self.component.name, index = self.component.index, "producer error: {text}");
-                }
+                    CallError::Failed(text) => {
+                        self.status.errors.fetch_add(1, Ordering::Relaxed);
+                        warn!(component = %self.component.name, index = self.component.index, "producer error: {text}");
+                    }
+                },
             }
         }
     }
@@ -836,14 +879,15 @@ impl ProducerTask {
 
     async fn control(&mut self, ctrl: Control) {
         match ctrl {
-            Control::Replace { create, producer_type, label, keep_state, subscribe_own, origin, reply } => {
+            Control::Replace { request, reply } => {
                 if reply.is_closed() {
                     // The deployer gave up waiting (this producer was stuck): a late swap
                     // would surprise everyone.
+                    let label = &request.serving.label;
                     warn!(component = %self.component.name, index = self.component.index, "replacement by {label} abandoned by the deployer; not done");
                     return;
                 }
-                let outcome = self.replace(create, origin, producer_type, label, keep_state, subscribe_own).await;
+                let outcome = self.replace(request).await;
                 let _ = reply.send(outcome);
             }
         }
@@ -851,34 +895,35 @@ impl ProducerTask {
 
     /// Swap in a new producer between two inputs: snapshot, create, restore, start. The old
     /// producer stays in place until every step has succeeded.
-    async fn replace(
-        &mut self,
-        create: CreateFn,
-        origin: Option<PluginOrigin>,
-        producer_type: String,
-        label: String,
-        keep_state: bool,
-        subscribe_own: bool,
-    ) -> Result<SwapReport, String> {
+    async fn replace(&mut self, request: ReplaceRequest) -> Result<SwapReport, SwapError> {
+        let ReplaceRequest { create, origin, serving, state, subscribe_own } = request;
+        let keep_state = state == StateTransfer::Keep;
+        let Serving { producer_type, label } = serving.clone();
         let began = Instant::now();
         let (c, i) = (self.component.name.clone(), self.component.index);
         let record = origin.as_ref().map(|o| CrashRecord::new(o, &self.component));
         let snapshot = if keep_state {
             match self.snapshot_call() {
                 RResult::ROk(s) => Some(String::from(s)),
-                RResult::RErr(e) => return Err(format!("{c}:{i}: snapshot of the running producer failed: {e}")),
+                RResult::RErr(e) => {
+                    return Err(SwapError::Failed(format!(
+                        "{c}:{i}: snapshot of the running producer failed: {}",
+                        CallError::from_abi(&e)
+                    )))
+                }
             }
         } else {
             None
         };
-        let mut config: ProducerConfig = serde_json::from_str(&self.config_json).map_err(|e| e.to_string())?;
+        let failed = |e: &dyn std::fmt::Display| SwapError::Failed(format!("{c}:{i}: {e}"));
+        let mut config: ProducerConfig = serde_json::from_str(&self.config_json).map_err(|e| failed(&e))?;
         config.producer_type = producer_type.clone();
-        let config_json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+        let config_json = serde_json::to_string(&config).map_err(|e| failed(&e))?;
         let build = |this: &Self| {
             this.call_begin(CallKind::Create, record.as_ref());
             let r = (create)(&config_json);
             this.call_end();
-            r.map_err(|e| format!("{c}:{i}: creating the new producer failed: {e}"))
+            r.map_err(|e| SwapError::Failed(format!("{c}:{i}: creating the new producer failed: {e}")))
         };
         let mut fresh = build(self)?;
         let mut started_fresh = false;
@@ -887,11 +932,15 @@ impl ProducerTask {
             let restored = fresh.restore(RStr::from(snap.as_str()));
             self.call_end();
             if let RResult::RErr(e) = restored {
-                let text = e.to_string();
-                if text.starts_with(PANIC_PREFIX) {
-                    self.drop_producer(fresh, record.as_ref());
-                    return Err(format!("{c}:{i}: the new producer failed restoring the old one's snapshot: {text}"));
-                }
+                let text = match CallError::from_abi(&e) {
+                    CallError::Panicked(text) => {
+                        self.drop_producer(fresh, record.as_ref());
+                        return Err(SwapError::Failed(format!(
+                            "{c}:{i}: the new producer failed restoring the old one's snapshot: {text}"
+                        )));
+                    }
+                    CallError::Failed(text) => text,
+                };
                 // A state it cannot read (a format the new version dropped): the upgrade goes
                 // on with a clean instance, which sends its initial data afresh.
                 warn!(component = %c, index = i, "{c}:{i}: the new producer refused the old one's snapshot ({text}); it starts fresh");
@@ -903,7 +952,7 @@ impl ProducerTask {
         // Install the new producer, keeping the old one until the new one has started: a panic
         // while starting puts the old one back, as any other failed step does.
         // The watchdog and the crash handler name the new plugin from here on.
-        let old_current = std::mem::replace(&mut *lock(&self.current), (producer_type.clone(), label.clone()));
+        let old_current = std::mem::replace(&mut *lock(&self.current), serving);
         let old = Undo {
             producer: self.producer.replace(fresh).expect("the producer exists while its task runs"),
             producer_type: std::mem::replace(&mut self.producer_type, producer_type.clone()),
@@ -930,7 +979,9 @@ impl ProducerTask {
             if let Some(f) = failed {
                 self.drop_producer(f, failed_record.as_ref());
             }
-            return Err(format!("{c}:{i}: the new producer panicked while starting; the old one keeps serving"));
+            return Err(SwapError::Failed(format!(
+                "{c}:{i}: the new producer panicked while starting; the old one keeps serving"
+            )));
         }
         self.drop_producer(old.producer, old.crash.as_ref());
         self.consecutive_panics = 0;
@@ -1021,6 +1072,16 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(create: CreateFn, producer_type: &str, label: &str, keep: bool, subscribe_own: bool) -> ReplaceRequest {
+        ReplaceRequest {
+            create,
+            origin: None,
+            serving: Serving { producer_type: producer_type.into(), label: label.into() },
+            state: if keep { StateTransfer::Keep } else { StateTransfer::Fresh },
+            subscribe_own,
+        }
+    }
     use love_plugin_api::message::subscription;
     use love_plugin_api::sdk::{into_producer_box, Actions, Input, PluginError, ProducerLogic};
     use std::sync::Mutex;
@@ -1160,9 +1221,9 @@ mod tests {
         let subscriptions = || outbox.sent.lock().unwrap().iter().filter(|m| m.stream == "initial_state").count();
         let before = subscriptions();
         let refuses: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "refuses" })));
-        let report = handle.replace(refuses, "counter", "counter 3.0.0", true, true).await.unwrap();
+        let report = handle.replace(request(refuses, "counter", "counter 3.0.0", true, true)).await.unwrap();
         assert!(report.started_fresh);
-        assert_eq!(handle.current.lock().unwrap().1, "counter 3.0.0");
+        assert_eq!(handle.current.lock().unwrap().label, "counter 3.0.0");
         assert_eq!(subscriptions(), before + 1, "a fresh producer sends its initial data and subscriptions");
         tx.send(sample("a")).await.unwrap();
         wait_for(|| counts(&outbox).len() == 3).await;
@@ -1188,7 +1249,7 @@ mod tests {
         wait_for(|| counts(&outbox).len() == 4).await;
         // Another plugin, no state carried: it gets the latest of each event (2), in order.
         let other: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
-        handle.replace(other, "other", "other 1.0.0", false, true).await.unwrap();
+        handle.replace(request(other, "other", "other 1.0.0", false, true)).await.unwrap();
         wait_for(|| counts(&outbox).len() == 6).await;
         assert_eq!(
             counts(&outbox)[4..],
@@ -1283,8 +1344,8 @@ mod tests {
         wait_for(|| handle.status.inputs_dropped.load(Ordering::Relaxed) == 100).await;
         // A deployment cannot swap it.
         let v2: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
-        let err = handle.replace(v2, "counter", "counter 2.0.0", true, true).await.unwrap_err();
-        assert!(err.contains("stuck in handle(SAL sample)"), "{err}");
+        let err = handle.replace(request(v2, "counter", "counter 2.0.0", true, true)).await.unwrap_err();
+        assert!(matches!(&err, SwapError::Stuck { call, .. } if call == "handle(SAL sample)"), "{err}");
         // The call returns: the producer takes inputs again, its state intact.
         {
             let (open, cv) = &*gate;
@@ -1296,7 +1357,11 @@ mod tests {
         wait_for(|| counts(&outbox).len() == 2).await;
         assert_eq!(counts(&outbox)[1], ("count".to_string(), "2".to_string()));
         assert_eq!(handle.status.clock.stuck_total.load(Ordering::Relaxed), 1);
-        assert_eq!(handle.current.lock().unwrap().1, "counter 1.0.0", "the swap refused while stuck never happened");
+        assert_eq!(
+            handle.current.lock().unwrap().label,
+            "counter 1.0.0",
+            "the swap refused while stuck never happened"
+        );
         trigger.trigger();
         tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
     }
@@ -1375,14 +1440,14 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         };
-        let (report, ()) = tokio::join!(handle.replace(v2, "counter", "counter 2.0.0", true, true), feeder);
+        let (report, ()) = tokio::join!(handle.replace(request(v2, "counter", "counter 2.0.0", true, true)), feeder);
         assert!(report.unwrap().snapshot_bytes > 0);
         wait_for(|| counts(&outbox).len() == 200).await;
         let got = counts(&outbox);
         let numbers: Vec<u64> = got.iter().map(|(_, n)| n.parse().unwrap()).collect();
         assert_eq!(numbers, (1..=200).collect::<Vec<u64>>(), "every input handled exactly once, state carried over");
         assert!(got.iter().any(|(s, _)| s == "count") && got.last().unwrap().0 == "count-v2");
-        assert_eq!(handle.current.lock().unwrap().1, "counter 2.0.0");
+        assert_eq!(handle.current.lock().unwrap().label, "counter 2.0.0");
         trigger.trigger();
     }
 
@@ -1393,10 +1458,10 @@ mod tests {
         let tx = sal.subs.lock().unwrap()[0].2.clone();
         tx.send(sample("a")).await.unwrap();
         let fails: CreateFn = Arc::new(|_| Err("cannot build".to_string()));
-        let err = handle.replace(fails, "counter", "bad 2.0.0", true, true).await.unwrap_err();
+        let err = handle.replace(request(fails, "counter", "bad 2.0.0", true, true)).await.unwrap_err().to_string();
         assert!(err.contains("creating the new producer failed"), "{err}");
         let restore_panics: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "restore-panics" })));
-        let err = handle.replace(restore_panics, "counter", "bad 2.0.1", true, true).await.unwrap_err();
+        let err = handle.replace(request(restore_panics, "counter", "bad 2.0.1", true, true)).await.unwrap_err().to_string();
         assert!(err.contains("failed restoring the old one's snapshot") && err.contains("cannot restore"), "{err}");
         let panics: CreateFn = Arc::new(|_| {
             love_plugin_api::sdk::create_guarded::<Counter>(r#"{"component": "Counter"}"#.into(), |_| {
@@ -1405,16 +1470,16 @@ mod tests {
             .into_result()
             .map_err(|e| e.to_string())
         });
-        let err = handle.replace(panics, "counter", "bad 2.0.2", true, true).await.unwrap_err();
+        let err = handle.replace(request(panics, "counter", "bad 2.0.2", true, true)).await.unwrap_err().to_string();
         assert!(err.contains("panic"), "{err}");
         let panics_on_start: CreateFn = Arc::new(|_| Ok(into_producer_box(PanicsOnStart)));
-        let err = handle.replace(panics_on_start, "counter", "bad 2.0.3", false, true).await.unwrap_err();
+        let err = handle.replace(request(panics_on_start, "counter", "bad 2.0.3", false, true)).await.unwrap_err().to_string();
         assert!(err.contains("panicked while starting"), "{err}");
         assert_eq!(handle.status.restarts.load(Ordering::Relaxed), 0, "the old producer was not restarted");
         tx.send(sample("a")).await.unwrap();
         wait_for(|| counts(&outbox).len() == 2).await;
         assert_eq!(counts(&outbox), [("count".to_string(), "1".to_string()), ("count".to_string(), "2".to_string())]);
-        assert_eq!(handle.current.lock().unwrap().1, "counter 1.0.0");
+        assert_eq!(handle.current.lock().unwrap().label, "counter 1.0.0");
         trigger.trigger();
     }
 
