@@ -141,6 +141,45 @@ pub struct Plan {
     pub registry: PluginRegistry,
 }
 
+/// The SAL source `args` select (`--sal`, else replay with `--replay`, Kafka when
+/// `LSST_KAFKA_BROKER_ADDR` is set, else the simulator).
+fn sal_kind(args: &RunArgs) -> SalArg {
+    match args.sal {
+        Some(k) => k,
+        None if args.replay.is_some() => SalArg::Replay,
+        None if std::env::var_os("LSST_KAFKA_BROKER_ADDR").is_some() => SalArg::Kafka,
+        None => SalArg::Sim,
+    }
+}
+
+/// In Kafka mode the served components' topics come from their writer schemas in the registry
+/// (what the CSCs really publish); ts_xml keeps what schemas lack. A registry that does not
+/// answer leaves the catalog as loaded (the source reports the registry later).
+fn catalog_from_registry(catalog: &mut TopicCatalog, components: &[ComponentName]) {
+    let Ok(config) = crate::sal::kafka::KafkaConfig::from_env() else { return };
+    let mut names: Vec<String> = components.iter().map(|c| c.name.clone()).collect();
+    names.dedup();
+    match crate::sal::kafka::schema_catalog::enrich_at_start(catalog, &config, &names, Duration::from_secs(15)) {
+        Ok(r) => {
+            info!(
+                topics = r.topics,
+                "topic catalog: {} topics of {} from their writer schemas in the schema registry {}",
+                r.topics,
+                if r.components.is_empty() { "no component".to_string() } else { r.components.join(", ") },
+                config.schema_registry_url
+            );
+            for p in r.problems {
+                warn!("topic catalog: schema of {p}; the topic keeps its ts_xml entry");
+            }
+        }
+        Err(e) => warn!(
+            "topic catalog: the schema registry {} could not be read ({e}); the topics are described by the \
+             ts_xml catalog",
+            config.schema_registry_url
+        ),
+    }
+}
+
 /// Parse components, load plugins and the catalog, and choose a producer for each component.
 pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     let names = args.component_args();
@@ -207,8 +246,11 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     for e in &loaded.problems {
         warn!("topic catalog: {e}");
     }
-    let catalog = loaded.catalog;
+    let mut catalog = loaded.catalog;
     info!(catalog = %loaded.source, "topic catalog: {} ({} components)", loaded.source, catalog.len());
+    if sal_kind(args) == SalArg::Kafka {
+        catalog_from_registry(&mut catalog, &components);
+    }
     let mut assignments = Vec::new();
     for c in &components {
         let a = assign(c, &overrides, &registry, catalog.component(&c.name))?;
@@ -695,13 +737,7 @@ async fn open_source(
     shutdown: shutdown::Shutdown,
 ) -> anyhow::Result<(Arc<dyn SalSource>, Option<Arc<crate::sal::replay::Recorder>>)> {
     use crate::sal::replay::{Recorder, RecordingSource, ReplayOptions, ReplaySource};
-    let kind = match args.sal {
-        Some(k) => k,
-        None if args.replay.is_some() => SalArg::Replay,
-        None if std::env::var_os("LSST_KAFKA_BROKER_ADDR").is_some() => SalArg::Kafka,
-        None => SalArg::Sim,
-    };
-    let source: Arc<dyn SalSource> = match kind {
+    let source: Arc<dyn SalSource> = match sal_kind(args) {
         SalArg::Kafka => {
             let config = crate::sal::kafka::KafkaConfig::from_env().context(
                 "Kafka configuration (LSST_TOPIC_SUBNAME, LSST_KAFKA_BROKER_ADDR, LSST_SCHEMA_REGISTRY_URL, ...)",

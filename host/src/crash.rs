@@ -171,13 +171,31 @@ pub fn install(quarantine_file: Option<&Path>) {
     });
 }
 
-fn write_all(fd: libc::c_int, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n <= 0 {
-            return;
+/// Write `parts` to `fd` in one `writev(2)`, so that the line is not interleaved with a log
+/// line another thread writes meanwhile (a pipe takes a write of up to `PIPE_BUF` bytes whole).
+/// What a short write leaves is written after. Async-signal-safe: no allocation.
+fn write_parts(fd: libc::c_int, parts: &[&[u8]]) {
+    const MAX: usize = 8;
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX];
+    let n = parts.len().min(MAX);
+    for (v, p) in iov.iter_mut().zip(parts) {
+        *v = libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
+    }
+    let mut written = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+    if written < 0 {
+        return;
+    }
+    for p in &parts[..n] {
+        let skip = (written as usize).min(p.len());
+        written -= skip as isize;
+        let mut rest = &p[skip..];
+        while !rest.is_empty() {
+            let w = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+            if w <= 0 {
+                return;
+            }
+            rest = &rest[w as usize..];
         }
-        bytes = &bytes[n as usize..];
     }
 }
 
@@ -202,9 +220,10 @@ extern "C" fn on_fatal_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx:
     if !record.is_null() {
         let record = unsafe { &*record };
         let call = CALL.try_with(|c| c.get()).unwrap_or("");
-        for part in [&record.line_start[..], name.as_bytes(), &record.line_middle, call.as_bytes(), &record.line_end] {
-            write_all(2, part);
-        }
+        write_parts(
+            2,
+            &[&record.line_start[..], name.as_bytes(), &record.line_middle, call.as_bytes(), &record.line_end],
+        );
         if let (Some(q), false) = (QUARANTINE_FILE.get(), record.json_start.is_empty()) {
             let fd = unsafe {
                 libc::open(q.c_path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC, 0o600)
@@ -214,17 +233,18 @@ extern "C" fn on_fatal_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx:
                 unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
                 let mut digits = [0u8; 20];
                 let time = decimal(ts.tv_sec.max(0) as u64, &mut digits);
-                for part in [
-                    &record.json_start[..],
-                    name.as_bytes(),
-                    b"\",\"call\":\"",
-                    call.as_bytes(),
-                    b"\",\"unix_time\":",
-                    time,
-                    b"}\n",
-                ] {
-                    write_all(fd, part);
-                }
+                write_parts(
+                    fd,
+                    &[
+                        &record.json_start[..],
+                        name.as_bytes(),
+                        b"\",\"call\":\"",
+                        call.as_bytes(),
+                        b"\",\"unix_time\":",
+                        time,
+                        b"}\n",
+                    ],
+                );
                 unsafe {
                     libc::fsync(fd);
                     libc::close(fd);

@@ -1461,7 +1461,8 @@ mod tests {
         let err = handle.replace(request(fails, "counter", "bad 2.0.0", true, true)).await.unwrap_err().to_string();
         assert!(err.contains("creating the new producer failed"), "{err}");
         let restore_panics: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "restore-panics" })));
-        let err = handle.replace(request(restore_panics, "counter", "bad 2.0.1", true, true)).await.unwrap_err().to_string();
+        let err =
+            handle.replace(request(restore_panics, "counter", "bad 2.0.1", true, true)).await.unwrap_err().to_string();
         assert!(err.contains("failed restoring the old one's snapshot") && err.contains("cannot restore"), "{err}");
         let panics: CreateFn = Arc::new(|_| {
             love_plugin_api::sdk::create_guarded::<Counter>(r#"{"component": "Counter"}"#.into(), |_| {
@@ -1473,7 +1474,11 @@ mod tests {
         let err = handle.replace(request(panics, "counter", "bad 2.0.2", true, true)).await.unwrap_err().to_string();
         assert!(err.contains("panic"), "{err}");
         let panics_on_start: CreateFn = Arc::new(|_| Ok(into_producer_box(PanicsOnStart)));
-        let err = handle.replace(request(panics_on_start, "counter", "bad 2.0.3", false, true)).await.unwrap_err().to_string();
+        let err = handle
+            .replace(request(panics_on_start, "counter", "bad 2.0.3", false, true))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("panicked while starting"), "{err}");
         assert_eq!(handle.status.restarts.load(Ordering::Relaxed), 0, "the old producer was not restarted");
         tx.send(sample("a")).await.unwrap();

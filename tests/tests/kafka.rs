@@ -663,7 +663,7 @@ fn connections_to(port: u16) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundreds_of_topics_are_read_over_one_connection_per_broker() {
     let mut s = setup().await;
-    s.config.extra.insert("statistics.interval.ms".into(), "300".into());
+    s.config.files.consumer.push(("statistics.interval.ms".into(), "300".into()));
     let port: u16 = s._broker.addr().rsplit(':').next().unwrap().parse().unwrap();
     // Tens of components, every topic of each created as their controllers would.
     let catalog = TopicCatalog::builtin();

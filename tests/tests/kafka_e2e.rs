@@ -17,11 +17,23 @@ const T: Duration = Duration::from_secs(90);
 async fn kafka_source_delivers_the_simulators_streams_and_heartbeats_go_lost_when_the_writer_stops() {
     let broker = Broker::start().await;
     let registry = Registry::start().await;
-    let env = [
-        ("LSST_TOPIC_SUBNAME", "e2e"),
-        ("LSST_KAFKA_BROKER_ADDR", &broker.addr()),
-        ("LSST_SCHEMA_REGISTRY_URL", &registry.url()),
+    // Set up as salobj deployments are: the configuration variables are paths to YAML files of
+    // librdkafka settings, all passed to the client.
+    let files = ConfigFiles::write(
+        "e2e",
+        "socket.keepalive.enable: true\nreconnect.backoff.max.ms: 2000\n",
+        "fetch.wait.max.ms: 250\nauto.offset.reset: latest\nclient.id: love-host-e2e\n",
+        "linger.ms: 0\nmessage.send.max.retries: 5\n",
+        "ScriptQueue: 100\nScript: 10\n",
+    );
+    let mut env = vec![
+        ("LSST_TOPIC_SUBNAME", "e2e".to_string()),
+        ("LSST_KAFKA_BROKER_ADDR", broker.addr()),
+        ("LSST_SCHEMA_REGISTRY_URL", registry.url()),
+        ("LSST_KAFKA_PRODUCER_WAIT_ACKS", "all".to_string()),
     ];
+    env.extend(files.vars());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let writer_bin = built().profile_dir.join("love-sal-writer");
     let mut writer = Command::new(&writer_bin)
         .args(["--components", "ATDome", "Watcher", "ScriptQueue:1", "--sim-seed", "5", "--sim-rate", "4"])
@@ -72,4 +84,159 @@ async fn kafka_source_delivers_the_simulators_streams_and_heartbeats_go_lost_whe
     host.wait_stdout(T, "ATDome's heartbeat counted lost after the writer stopped", |msgs| {
         heartbeat_of(msgs, "ATDome").is_some_and(|h| h["lost"].as_i64().unwrap_or(0) >= 2)
     });
+}
+
+/// salobj's configuration files in a directory of their own (removed on drop).
+struct ConfigFiles {
+    dir: std::path::PathBuf,
+}
+
+impl ConfigFiles {
+    fn write(tag: &str, broker_client: &str, consumer: &str, producer: &str, history: &str) -> ConfigFiles {
+        let dir = std::env::temp_dir().join(format!("love-host-kafka-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("broker.yaml", broker_client),
+            ("consumer.yaml", consumer),
+            ("producer.yaml", producer),
+            ("history.yaml", history),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        ConfigFiles { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LSST_KAFKA_BROKER_CLIENT_CONFIGURATION", self.path("broker.yaml")),
+            ("LSST_KAFKA_CONSUMER_CONFIGURATION", self.path("consumer.yaml")),
+            ("LSST_KAFKA_PRODUCER_CONFIGURATION", self.path("producer.yaml")),
+            ("LSST_HISTORY_READ_CONFIG", self.path("history.yaml")),
+        ]
+    }
+}
+
+impl Drop for ConfigFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_bad_configuration_file_stops_the_start_naming_the_variable_and_the_file() {
+    let files = ConfigFiles::write("bad", "- not\n- a mapping\n", "no.such.librdkafka.setting: 1\n", "", "");
+    let run = |vars: &[(&str, String)]| {
+        let mut env = vec![
+            ("LSST_TOPIC_SUBNAME", "bad".to_string()),
+            ("LSST_KAFKA_BROKER_ADDR", "127.0.0.1:1".to_string()),
+            ("LSST_SCHEMA_REGISTRY_URL", "http://127.0.0.1:1".to_string()),
+        ];
+        env.extend(vars.iter().cloned());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut host = HostProcess::start_with_env(&["--sal", "kafka", "--components", "ATDome"], &env);
+        let status = host.wait_exit(Duration::from_secs(60));
+        assert!(!status.success(), "{status:?}");
+        host.stderr().join("\n")
+    };
+    let broker = ("LSST_KAFKA_BROKER_CLIENT_CONFIGURATION", files.path("broker.yaml"));
+    let log = run(&[broker]);
+    assert!(
+        log.contains("LSST_KAFKA_BROKER_CLIENT_CONFIGURATION")
+            && log.contains(&files.path("broker.yaml"))
+            && log.contains("not a YAML mapping"),
+        "{log}"
+    );
+    let missing = ("LSST_KAFKA_PRODUCER_CONFIGURATION", files.path("absent.yaml"));
+    let log = run(&[missing]);
+    assert!(log.contains("LSST_KAFKA_PRODUCER_CONFIGURATION") && log.contains("absent.yaml"), "{log}");
+    // Every key of a file reaches librdkafka: one it does not know is refused by it, and the error
+    // says which files were in force.
+    let consumer = ("LSST_KAFKA_CONSUMER_CONFIGURATION", files.path("consumer.yaml"));
+    let log = run(&[consumer]);
+    assert!(log.contains("no.such.librdkafka.setting") && log.contains(&files.path("consumer.yaml")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_no_catalog_knows_gets_its_topics_and_units_from_the_registry() {
+    use love_host::sal::catalog::TopicCatalog;
+    use love_host::sal::kafka::{fields, KafkaConfig, SalWriter};
+    use love_plugin_api::abi::{TopicKind, Value};
+    use love_plugin_api::catalog::{ComponentCatalog, FieldInfo, TopicInfo};
+    use std::sync::Arc;
+
+    let broker = Broker::start().await;
+    let registry = Registry::start().await;
+    // "Flux" is in no ts_xml: only its writer schemas describe it.
+    let flux = ComponentCatalog {
+        name: "Flux".into(),
+        indexed: false,
+        events: vec![TopicInfo {
+            name: "summaryState".into(),
+            fields: vec![FieldInfo::new("summaryState", "int", 1, "unitless")],
+            rate_hz: None,
+        }],
+        telemetry: vec![TopicInfo {
+            name: "beam".into(),
+            fields: vec![FieldInfo::new("power", "double", 1, "mW"), FieldInfo::new("angles", "float", 3, "deg")],
+            rate_hz: None,
+        }],
+        ..Default::default()
+    };
+    assert!(TopicCatalog::builtin().component("Flux").is_none());
+    let mut catalog = TopicCatalog::new();
+    catalog.insert(flux);
+    let config = KafkaConfig::new("flux", &broker.addr(), &registry.url());
+    let csc = SalWriter::connect(config, Arc::new(catalog)).await.expect("writer").with_identity("Flux");
+    csc.write("Flux", 0, TopicKind::EVENT, "summaryState", &fields(&[("summaryState", Value::Int(2))])).await.unwrap();
+    let beam =
+        |p: f64| fields(&[("power", Value::Float(p)), ("angles", Value::FloatArray(vec![1.0, 2.0, 3.0].into()))]);
+    csc.write("Flux", 0, TopicKind::TELEMETRY, "beam", &beam(0.5)).await.unwrap();
+
+    let dir = plugin_dir("kafka-flux", &[plugin_so("csc")]);
+    let env = [
+        ("LSST_TOPIC_SUBNAME", "flux".to_string()),
+        ("LSST_KAFKA_BROKER_ADDR", broker.addr()),
+        ("LSST_SCHEMA_REGISTRY_URL", registry.url()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let host = HostProcess::start_with_env(
+        &["--sal", "kafka", "--plugin-dir", dir.to_str().unwrap(), "--components", "Flux", "--telemetry-period", "0.5"],
+        &env,
+    );
+    host.wait_log(T, "Flux:0 served by csc");
+    host.wait_log(T, "topics of Flux from their writer schemas");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut p = 1.0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                csc.write("Flux", 0, TopicKind::TELEMETRY, "beam", &beam(p)).await.unwrap();
+                p += 1.0;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let found = tokio::task::spawn_blocking(move || {
+        host.wait_stdout(T, "Flux telemetry with the registry's units", |msgs| {
+            msgs.iter().any(|m| {
+                let beam = &m["data"][0]["data"]["beam"];
+                m["category"] == "telemetry"
+                    && m["data"][0]["csc"] == "Flux"
+                    && beam["power"]["units"] == "mW"
+                    && beam["angles"]["units"] == "deg"
+                    && beam["angles"]["dataType"] == "Array<Float>"
+            }) && streams_of(msgs, "Flux").iter().any(|s| s == "summaryState")
+        });
+        host
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = feeder.await;
+    drop(found);
 }

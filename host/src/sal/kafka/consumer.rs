@@ -161,11 +161,20 @@ impl TopicConsumer {
         }
         for (k, v) in settings {
             if k == "group.id" {
+                // A group would cost a coordinator connection and a join, and reading needs none.
+                tracing::debug!(
+                    "kafka: group.id={v} is not used for reading (partitions are read at explicit offsets)"
+                );
                 continue;
             }
             config.set(k, v);
         }
         for (k, v) in FORCED {
+            if let Some((_, given)) = settings.iter().rev().find(|(key, _)| key == k).filter(|(_, given)| given != v) {
+                tracing::warn!(
+                    "kafka: {k}={given} from the configuration is replaced by {k}={v}, which the reading needs"
+                );
+            }
             config.set(*k, *v);
         }
         let context = ReadContext { figures: figures.clone(), errors: Default::default() };

@@ -67,6 +67,7 @@ pub mod config;
 pub mod consumer;
 mod read;
 pub mod registry;
+pub mod schema_catalog;
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -95,34 +96,6 @@ use super::{CommandAck, SalCommand, SalError, SalSource, SampleTx};
 use crate::locks::lock;
 use crate::shutdown::Shutdown;
 
-/// The librdkafka settings of the writing (commands): salobj's producer settings.
-fn producer_settings(config: &KafkaConfig) -> Vec<(String, String)> {
-    let mut v = reading_settings(config);
-    v.push(("acks".into(), "1".into()));
-    v.push(("queue.buffering.max.ms".into(), "0".into()));
-    v
-}
-
-/// The librdkafka settings of the reading: the broker, security and client settings salobj's
-/// consumer gets.
-fn reading_settings(config: &KafkaConfig) -> Vec<(String, String)> {
-    let mut v = vec![
-        ("bootstrap.servers".to_string(), config.brokers.join(",")),
-        ("security.protocol".to_string(), config.security_protocol.clone()),
-        ("client.id".to_string(), config.client_id.clone()),
-    ];
-    if let Some(s) = &config.sasl {
-        v.push(("sasl.mechanism".into(), s.mechanism.clone()));
-        v.push(("sasl.username".into(), s.username.clone()));
-        v.push(("sasl.password".into(), s.password.clone()));
-    }
-    if let Some(ca) = &config.ssl_ca_location {
-        v.push(("ssl.ca.location".into(), ca.clone()));
-    }
-    v.extend(config.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    v
-}
-
 /// Errors of the Kafka source.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KafkaError {
@@ -144,6 +117,17 @@ pub enum KafkaError {
     /// TLS setup.
     #[error("kafka TLS: {0}")]
     Tls(String),
+}
+
+impl KafkaError {
+    /// The same error with `note` appended to its text.
+    fn with_note(self, note: &str) -> KafkaError {
+        match self {
+            KafkaError::Config(m) => KafkaError::Config(m + note),
+            KafkaError::Kafka(m) => KafkaError::Kafka(m + note),
+            other => other,
+        }
+    }
 }
 
 fn tls_config(config: &KafkaConfig) -> Result<rustls::ClientConfig, KafkaError> {
@@ -357,10 +341,16 @@ impl KafkaSource {
         shutdown: Shutdown,
     ) -> Result<Arc<KafkaSource>, KafkaError> {
         let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-        let writer =
-            SalWriter::new(writer::producer(&config)?, None, registry.clone(), config.clone(), catalog.clone());
+        let writer = SalWriter::new(
+            writer::producer(&config).map_err(|e| e.with_note(&config.files.note()))?,
+            None,
+            registry.clone(),
+            config.clone(),
+            catalog.clone(),
+        );
         let figures = Arc::new(consumer::BrokerFigures::default());
-        let topics = consumer::TopicConsumer::new(&reading_settings(&config), figures.clone())?;
+        let topics = consumer::TopicConsumer::new(&config.consumer_settings(), figures.clone())
+            .map_err(|e| e.with_note(&config.files.note()))?;
         // The broker must answer once at start: a wrong address is a start-up error, not a host
         // that looks healthy and reads nothing.
         let topics = tokio::task::spawn_blocking(move || topics.topic_names(Duration::from_secs(10)).map(|_| topics))

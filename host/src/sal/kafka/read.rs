@@ -294,7 +294,8 @@ impl ReadLoop {
         };
         for (full, comp, kind, short, sal) in new {
             let (at, role, end) = if kind == TopicKind::EVENT {
-                let back = if comp.history_indexed { self.inner.config.max_history_read.max(1) } else { 1 };
+                let back =
+                    if comp.history_indexed { self.inner.config.max_history_read_of(&comp.name).max(1) } else { 1 };
                 match marks.get(&full) {
                     Some(&(low, high)) => (StartAt::Offset((high - back).max(low)), Role::Event, high),
                     None => (StartAt::Tail(back), Role::Event, i64::MAX),

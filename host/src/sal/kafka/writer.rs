@@ -107,7 +107,7 @@ pub fn producer(config: &KafkaConfig) -> Result<Producer, KafkaError> {
     // A write is one record, acknowledged before the next (salobj flushes each write); the
     // delivery wait is bounded by WRITE_TIMEOUT.
     c.set("message.timeout.ms", WRITE_TIMEOUT.as_millis().to_string());
-    for (k, v) in super::producer_settings(config) {
+    for (k, v) in config.producer_settings() {
         c.set(k, v);
     }
     c.create().map(Arc::new).map_err(|e| KafkaError::Config(format!("kafka producer: {e}")))
