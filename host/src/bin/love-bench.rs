@@ -89,6 +89,10 @@ struct Args {
     /// Run the summit's component set on the simulator instead of the load generator.
     #[arg(long)]
     summit: bool,
+    /// Print the summit's component set (ranges expanded), one name a line, and exit (the
+    /// Kafka bench reads it).
+    #[arg(long)]
+    list_summit: bool,
     /// Summit mode: a ts_xml interface directory (default: the built-in catalog).
     #[arg(long)]
     xml_dir: Option<PathBuf>,
@@ -886,6 +890,20 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.list_summit {
+        return match summit_components() {
+            Ok(names) => {
+                for n in names {
+                    println!("{n}");
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("love-bench: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let colour = love_host::app::log_colour(

@@ -99,8 +99,14 @@ async fn main() -> anyhow::Result<()> {
             c.name.clone()
         };
         let writer = Arc::new(
-            SalWriter::new(producer.clone(), Some(client.clone()), registry.clone(), config.clone(), catalog.clone())
-                .with_identity(&identity),
+            SalWriter::new(
+                Some(producer.clone()),
+                Some(client.clone()),
+                registry.clone(),
+                config.clone(),
+                catalog.clone(),
+            )
+            .with_identity(&identity),
         );
         let (tx, mut rx) = mpsc::channel(10_000);
         sim.subscribe(&c.name, c.index, true, tx)?;

@@ -121,7 +121,7 @@ pub enum KafkaError {
 
 impl KafkaError {
     /// The same error with `note` appended to its text.
-    fn with_note(self, note: &str) -> KafkaError {
+    pub(crate) fn with_note(self, note: &str) -> KafkaError {
         match self {
             KafkaError::Config(m) => KafkaError::Config(m + note),
             KafkaError::Kafka(m) => KafkaError::Kafka(m + note),
@@ -341,13 +341,10 @@ impl KafkaSource {
         shutdown: Shutdown,
     ) -> Result<Arc<KafkaSource>, KafkaError> {
         let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-        let writer = SalWriter::new(
-            writer::producer(&config).map_err(|e| e.with_note(&config.files.note()))?,
-            None,
-            registry.clone(),
-            config.clone(),
-            catalog.clone(),
-        );
+        // The producer's settings are checked now (librdkafka refuses a key it does not know);
+        // the producer itself is made at the first command.
+        drop(writer::producer(&config).map_err(|e| e.with_note(&config.files.note()))?);
+        let writer = SalWriter::new(None, None, registry.clone(), config.clone(), catalog.clone());
         let figures = Arc::new(consumer::BrokerFigures::default());
         let topics = consumer::TopicConsumer::new(&config.consumer_settings(), figures.clone())
             .map_err(|e| e.with_note(&config.files.note()))?;
