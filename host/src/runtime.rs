@@ -253,6 +253,9 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// How long a tick waits for the fresh telemetry it asked the source for.
+const FRESH_TELEMETRY_WAIT: Duration = Duration::from_millis(50);
+
 /// A request to a running producer task, carried out between two inputs.
 pub enum Control {
     /// Replace the producer with one built by `create` (hot deployment). With `keep_state` the
@@ -570,12 +573,7 @@ impl ProducerTask {
             let wake_at = self.wake.map(|(i, _)| i);
             tokio::select! {
                 _ = shutdown.wait() => break,
-                Some(sample) = samples.recv() => {
-                    self.status.last_sample.store(unix_now().to_bits(), Ordering::Relaxed);
-                    self.status.samples.fetch_add(1, Ordering::Relaxed);
-                    self.deliver(&sample).await;
-                    self.keep_latest_event(sample);
-                }
+                Some(sample) = samples.recv() => self.take_sample(sample).await,
                 ev = events.recv() => match ev {
                     Ok(LinkEvent::Connected) => {
                         let conn = self.ctx.outbox.connection_count();
@@ -612,6 +610,7 @@ impl ProducerTask {
                 }
                 _ = sleep_until_opt(wake_at) => {
                     self.wake = None;
+                    self.read_fresh_telemetry(&mut samples).await;
                     self.deliver(&simple(InputKind::TICK)).await;
                 }
                 _ = snapshot_timer.tick() => self.take_snapshot(),
@@ -858,6 +857,34 @@ impl ProducerTask {
             }
             Action::Unknown(kind) => {
                 debug!(component = %self.component.name, index = self.component.index, "ignoring action of unknown kind {kind}");
+            }
+        }
+    }
+
+    async fn take_sample(&mut self, sample: Arc<InputMsg>) {
+        self.status.last_sample.store(unix_now().to_bits(), Ordering::Relaxed);
+        self.status.samples.fetch_add(1, Ordering::Relaxed);
+        self.deliver(&sample).await;
+        self.keep_latest_event(sample);
+    }
+
+    /// Before a tick (when a producer sends its telemetry): the telemetry of its own component
+    /// that the source holds back to bound its decoding (Kafka) is routed now and read first,
+    /// so that what the producer sends is the newest sample received. Waits at most
+    /// [`FRESH_TELEMETRY_WAIT`] (a sample dropped on the way must not hold the tick).
+    async fn read_fresh_telemetry(&mut self, samples: &mut mpsc::Receiver<Arc<InputMsg>>) {
+        if !self.subscribe_own {
+            return;
+        }
+        let Some(newest) = self.ctx.sal.flush_telemetry(&self.component.name, self.component.index) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + FRESH_TELEMETRY_WAIT;
+        while let Ok(Some(sample)) = tokio::time::timeout_at(deadline, samples.recv()).await {
+            let last = sample.sample.seq >= newest;
+            self.take_sample(sample).await;
+            if last {
+                break;
             }
         }
     }

@@ -240,3 +240,63 @@ async fn a_component_no_catalog_knows_gets_its_topics_and_units_from_the_registr
     let _ = feeder.await;
     drop(found);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_telemetry_sent_at_a_tick_is_the_newest_sample_published_before_it() {
+    use love_host::sal::catalog::TopicCatalog;
+    use love_host::sal::kafka::{fields, KafkaConfig, SalWriter};
+    use love_plugin_api::abi::{TopicKind, Value};
+    use std::sync::Arc;
+
+    let broker = Broker::start().await;
+    let registry = Registry::start().await;
+    let config = KafkaConfig::new("fresh", &broker.addr(), &registry.url());
+    let csc =
+        SalWriter::connect(config, Arc::new(TopicCatalog::builtin())).await.expect("writer").with_identity("ATDome");
+    let pos = |v: f64| fields(&[("azimuthPosition", Value::Float(v))]);
+    csc.write("ATDome", 0, TopicKind::TELEMETRY, "position", &pos(0.0)).await.unwrap();
+
+    let dir = plugin_dir("kafka-fresh", &[plugin_so("csc")]);
+    // The source holds telemetry back for 3 s between decodes: only the flush at the producer's
+    // tick can make the sample it sends the newest.
+    let env = [
+        ("LSST_TOPIC_SUBNAME", "fresh".to_string()),
+        ("LSST_KAFKA_BROKER_ADDR", broker.addr()),
+        ("LSST_SCHEMA_REGISTRY_URL", registry.url()),
+        ("LOVE_KAFKA_TELEMETRY_INTERVAL_MS", "3000".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let host = HostProcess::start_with_env(
+        &["--sal", "kafka", "--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "--telemetry-period", "1"],
+        &env,
+    );
+    host.wait_log(T, "ATDome:0 served by csc");
+    let value_of = |m: &serde_json::Value| -> Option<(f64, f64)> {
+        let p = &m["data"][0]["data"]["position"];
+        (m["category"] == "telemetry" && m["data"][0]["csc"] == "ATDome")
+            .then(|| Some((m["producer_snd"].as_f64()?, p["azimuthPosition"]["value"].as_f64()?)))
+            .flatten()
+    };
+    // 20 Hz for 8 s, each sample's value and the time it was published (the source reads
+    // telemetry from the end of its topic: the samples before its start are not read).
+    let mut published: Vec<(f64, f64)> = Vec::new();
+    for i in 1..=160 {
+        let v = i as f64;
+        csc.write("ATDome", 0, TopicKind::TELEMETRY, "position", &pos(v)).await.unwrap();
+        published.push((love_host::clock::unix_now(), v));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent: Vec<(f64, f64)> = host
+        .stdout()
+        .iter()
+        .filter_map(|l| love_plugin_api::json::parse_lenient(l).ok())
+        .filter_map(|m| value_of(&m))
+        .collect();
+    let ticks: Vec<&(f64, f64)> = sent.iter().filter(|(t, _)| *t > published[40].0 && *t < published[155].0).collect();
+    assert!(ticks.len() >= 4, "telemetry ticks during the stream: {sent:?}");
+    for (t, v) in ticks {
+        // The newest sample published at least 150 ms before the send (the broker's round trip).
+        let newest = published.iter().filter(|(p, _)| *p <= t - 0.15).map(|(_, v)| *v).fold(0.0, f64::max);
+        assert!(*v >= newest, "sent {v} at {t}, but {newest} was published before: {sent:?}");
+    }
+}

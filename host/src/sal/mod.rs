@@ -87,6 +87,15 @@ pub trait SalSource: Send + Sync + 'static {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Deliver now the telemetry of `component`:`index` that the source holds back to bound
+    /// its decoding rate (Kafka), so that a producer about to send its telemetry sends the
+    /// newest samples received. Returns the highest sample `seq` routed: the subscriber has the
+    /// newest once it has read that one. `None`: nothing was held back (the default).
+    fn flush_telemetry(&self, component: &str, index: i64) -> Option<u64> {
+        let _ = (component, index);
+        None
+    }
 }
 
 /// A shared source is a source (so wrappers like `RecordingSource<Arc<dyn SalSource>>` work).
@@ -112,6 +121,10 @@ impl<T: SalSource + ?Sized> SalSource for Arc<T> {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         (**self).counters()
+    }
+
+    fn flush_telemetry(&self, component: &str, index: i64) -> Option<u64> {
+        (**self).flush_telemetry(component, index)
     }
 }
 

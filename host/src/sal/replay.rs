@@ -423,6 +423,10 @@ impl<S: SalSource> SalSource for RecordingSource<S> {
         self.inner.command(cmd)
     }
 
+    fn flush_telemetry(&self, component: &str, index: i64) -> Option<u64> {
+        self.inner.flush_telemetry(component, index)
+    }
+
     fn is_ready(&self) -> bool {
         self.inner.is_ready()
     }

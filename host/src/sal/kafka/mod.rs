@@ -280,6 +280,22 @@ impl CompState {
         }
     }
 
+    /// The telemetry of `index` (0: every index) waiting, taken to be sent at `now` (a
+    /// producer's send tick is due).
+    fn take_telemetry_of(&mut self, index: i64, now: Instant) -> Vec<((String, i64), Pending)> {
+        let keys: Vec<(String, i64)> =
+            self.telemetry.keys().filter(|(_, i)| index == 0 || *i == index).cloned().collect();
+        let mut v = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(p) = self.telemetry.remove(&key) {
+                self.telemetry_sent.insert(key.clone(), now);
+                v.push((key, p));
+            }
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// The telemetry waiting, taken to be sent at `now`; what went out long ago is forgotten.
     fn take_telemetry(&mut self, now: Instant, interval: Duration) -> Vec<((String, i64), Pending)> {
         let pending = std::mem::take(&mut self.telemetry);
@@ -318,6 +334,8 @@ struct Inner {
     counters: Counters,
     writer: SalWriter,
     cmd_seq: Mutex<HashMap<String, i64>>,
+    /// Rate-limited warnings of the telemetry decoded on a producer's flush.
+    flush_warners: Mutex<HashMap<String, Warner>>,
 }
 
 /// The Kafka SAL source.
@@ -369,6 +387,7 @@ impl KafkaSource {
             counters: Counters::default(),
             writer,
             cmd_seq: Mutex::new(HashMap::new()),
+            flush_warners: Mutex::new(HashMap::new()),
         });
         read::ReadLoop::new(inner.clone(), topics, requests)
             .spawn()
@@ -448,14 +467,15 @@ impl Inner {
     }
 
     /// Order check, event cache and routing of one decoded sample.
-    fn accept(&self, comp: &Comp, topic: &str, kind: TopicKind, d: Decoded, at: Arrival) {
+    /// Route a decoded sample; its `seq` unless it was dropped as out of order.
+    fn accept(&self, comp: &Comp, topic: &str, kind: TopicKind, d: Decoded, at: Arrival) -> Option<u64> {
         let (snd, sal_index) = (d.stamps.snd_stamp, d.sal_index);
         let msg = self.make_msg(&comp.name, topic, kind, d, at);
         let published = lock(&comp.state).routes.publish(&comp.name, &msg, at.historical, true, Instant::now());
         if published.out_of_order {
             self.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
             debug!(component = %comp.name, topic, sal_index, snd, "kafka: out-of-order sample dropped");
-            return;
+            return None;
         }
         let routed = published.routed;
         if routed.delivered {
@@ -464,6 +484,31 @@ impl Inner {
         if routed.dropped > 0 {
             self.counters.dropped_lagging.fetch_add(routed.dropped, Ordering::Relaxed);
         }
+        Some(msg.sample.seq)
+    }
+
+    /// Decode and route held-back telemetry (`pending`); the highest `seq` routed.
+    fn send_pending(
+        &self,
+        comp: &Comp,
+        pending: Vec<((String, i64), Pending)>,
+        warners: &mut HashMap<String, Warner>,
+    ) -> Option<u64> {
+        let mut top = None;
+        for ((topic, _), p) in pending {
+            match p.plan.decode(&p.value[5..]) {
+                Ok(d) => {
+                    self.counters.telemetry_decoded.fetch_add(1, Ordering::Relaxed);
+                    top = top.max(self.accept(comp, &topic, TopicKind::TELEMETRY, d, p.at));
+                }
+                Err(e) => {
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    let full = self.config.topic_name(&comp.name, &topic);
+                    warners.entry(full.clone()).or_insert_with(Warner::new).warn(&full, p.offset, &e.to_string());
+                }
+            }
+        }
+        top
     }
 
     fn next_cmd_seq(&self, topic: &str) -> i64 {
@@ -561,19 +606,7 @@ async fn telemetry_loop(inner: Arc<Inner>) {
         let comps: Vec<Arc<Comp>> = lock(&inner.comps).values().cloned().collect();
         for comp in comps {
             let pending = lock(&comp.state).take_telemetry(Instant::now(), inner.config.telemetry_interval);
-            for ((topic, _), p) in pending {
-                match p.plan.decode(&p.value[5..]) {
-                    Ok(d) => {
-                        inner.counters.telemetry_decoded.fetch_add(1, Ordering::Relaxed);
-                        inner.accept(&comp, &topic, TopicKind::TELEMETRY, d, p.at);
-                    }
-                    Err(e) => {
-                        inner.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                        let full = inner.config.topic_name(&comp.name, &topic);
-                        warners.entry(full.clone()).or_insert_with(Warner::new).warn(&full, p.offset, &e.to_string());
-                    }
-                }
-            }
+            inner.send_pending(&comp, pending, &mut warners);
         }
     }
 }
@@ -595,6 +628,15 @@ impl SalSource for KafkaSource {
             ("dropped_lagging", s.dropped_lagging),
             ("fetch_requests", s.fetch_requests),
         ]
+    }
+
+    fn flush_telemetry(&self, component: &str, index: i64) -> Option<u64> {
+        let comp = lock(&self.inner.comps).get(component).cloned()?;
+        let pending = lock(&comp.state).take_telemetry_of(index, Instant::now());
+        if pending.is_empty() {
+            return None;
+        }
+        self.inner.send_pending(&comp, pending, &mut lock(&self.inner.flush_warners))
     }
 
     fn subscribe(&self, component: &str, index: i64, history: bool, tx: SampleTx) -> Result<(), SalError> {
