@@ -72,8 +72,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// `VmRSS` and `VmHWM` of `pid`, in MiB.
-fn rss_mib(pid: u32) -> (f64, f64) {
+/// `VmRSS` and `VmHWM` of `pid`, in MiB, and `RssAnon` (the heap: what is not mapped files).
+fn rss_mib(pid: u32) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| {
         status
@@ -83,7 +83,7 @@ fn rss_mib(pid: u32) -> (f64, f64) {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0, kb("RssAnon:") / 1024.0)
 }
 
 /// Established TCP connections of `pid` to 127.0.0.1:`port`.
@@ -151,6 +151,7 @@ struct Window {
     threads: Vec<(String, f64)>,
     cpu_pct: f64,
     rss: f64,
+    anon: f64,
     peak: f64,
     conns: usize,
     fetch_per_s: f64,
@@ -167,8 +168,9 @@ fn measure(pid: u32, admin: &str, port: u16, secs: f64) -> Window {
         .collect();
     threads.sort_by(|a, b| b.1.total_cmp(&a.1));
     threads.truncate(4);
-    let (rss, peak) = rss_mib(pid);
+    let (rss, peak, anon) = rss_mib(pid);
     Window {
+        anon,
         threads,
         cpu_pct: 100.0 * (c1 - c0) / dt,
         rss,
@@ -270,14 +272,15 @@ async fn main() {
         ready,
         o.window
     );
-    println!("| phase | CPU (% of one core) | RSS MiB | peak RSS MiB | broker connections | Fetch requests/s | busiest threads (%) |");
+    println!("| phase | CPU (% of one core) | RSS MiB (anonymous) | peak RSS MiB | broker connections | Fetch requests/s | busiest threads (%) |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (phase, w) in [("writer publishing", &live), ("idle (writer stopped)", &idle)] {
         let threads: Vec<String> = w.threads.iter().map(|(n, p)| format!("{n} {p:.2}")).collect();
         println!(
-            "| {phase} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {} |",
+            "| {phase} | {:.2} | {:.1} ({:.1}) | {:.1} | {} | {:.2} | {} |",
             w.cpu_pct,
             w.rss,
+            w.anon,
             w.peak,
             w.conns,
             w.fetch_per_s,
