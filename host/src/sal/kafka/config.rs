@@ -54,8 +54,9 @@ pub struct KafkaConfig {
     /// `LOVE_KAFKA_TELEMETRY_INTERVAL_MS` (default 1000): telemetry is delivered to subscribers
     /// at most once per topic and salIndex per interval (the latest sample; see the module docs).
     pub telemetry_interval: Duration,
-    /// `LOVE_KAFKA_TOPIC_REFRESH_MS` (default 5000): how often the broker's topic list is read to
-    /// pick up topics created later.
+    /// `LOVE_KAFKA_TOPIC_REFRESH_MS` (default 30000): the longest wait between two reads of the
+    /// broker's topic list, which picks up topics created later (read after 1 s, 2 s, 4 s...
+    /// after a subscription or a new topic).
     pub topic_refresh: Duration,
     /// The `private_identity` written on commands (default `LSST_IDENTITY`, else `user@host`, as
     /// salobj's default identity).
@@ -130,7 +131,7 @@ impl KafkaConfig {
             producer_wait_acks: "1".into(),
             files: ClientFiles::default(),
             telemetry_interval: Duration::from_millis(200),
-            topic_refresh: Duration::from_millis(5000),
+            topic_refresh: Duration::from_millis(30_000),
             identity: default_identity(),
             origin: std::process::id() as i64,
             replication_factor: 1,

@@ -37,6 +37,53 @@ pub const HELD_MAX: usize = 10_000;
 /// How long a poll of the consumer waits for records (and so how soon a request is seen).
 const POLL: Duration = Duration::from_millis(100);
 
+/// When the read loop next reads the broker's topic list. Soon after a subscription or after
+/// new topics were found (a CSC creates all its topics when it starts), then less and less often
+/// up to [`KafkaConfig::topic_refresh`](super::KafkaConfig::topic_refresh): a full topic list
+/// costs the client tens of milliseconds at the summit's thousands of topics. Every half second
+/// while a command waits for its `ackcmd` topic to appear.
+#[derive(Debug)]
+struct Discovery {
+    next: Option<Instant>,
+    wait: Duration,
+    max: Duration,
+}
+
+impl Discovery {
+    const FIRST: Duration = Duration::from_secs(1);
+    const ACKS: Duration = Duration::from_millis(500);
+
+    fn new(max: Duration) -> Discovery {
+        Discovery { next: None, wait: Discovery::FIRST.min(max), max }
+    }
+
+    /// A component was subscribed: read the list now and soon again.
+    fn wanted(&mut self, now: Instant) {
+        self.next = Some(now);
+        self.wait = Discovery::FIRST.min(self.max);
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.next.is_some_and(|t| now >= t)
+    }
+
+    /// The list was read at `now` (or could not be); `found_new` if it started topics.
+    fn done(&mut self, now: Instant, found_new: bool, acks_waiting: bool) {
+        if found_new {
+            self.wait = Discovery::FIRST.min(self.max);
+        }
+        let wait = if acks_waiting { self.wait.min(Discovery::ACKS) } else { self.wait };
+        self.next = Some(now + wait);
+        self.wait = (self.wait * 2).min(self.max);
+    }
+
+    /// A command waits for an `ackcmd` topic that does not exist yet.
+    fn acks_waiting(&mut self, now: Instant) {
+        let soon = now + Discovery::ACKS;
+        self.next = Some(self.next.map_or(soon, |t| t.min(soon)));
+    }
+}
+
 /// Asked of the read loop.
 pub(super) enum Control {
     /// A component was subscribed: read the topic list now.
@@ -159,7 +206,7 @@ pub(super) struct ReadLoop {
     /// `ackcmd` topics to read from their beginning once they exist.
     acks_wanted: HashMap<String, (Arc<Comp>, Arc<AckWaiters>)>,
     schemas: Schemas,
-    next_discovery: Option<Instant>,
+    discovery: Discovery,
     discovery_failed: bool,
     stopping: Arc<AtomicBool>,
 }
@@ -175,6 +222,7 @@ impl ReadLoop {
         });
         let schemas =
             Schemas { registry: inner.registry.clone(), runtime: inner.runtime.clone(), asked: Default::default() };
+        let discovery = Discovery::new(inner.config.topic_refresh);
         ReadLoop {
             inner,
             consumer,
@@ -183,7 +231,7 @@ impl ReadLoop {
             holding: HashSet::new(),
             acks_wanted: HashMap::new(),
             schemas,
-            next_discovery: None,
+            discovery,
             discovery_failed: false,
             stopping,
         }
@@ -209,7 +257,7 @@ impl ReadLoop {
     fn step(&mut self) {
         loop {
             match self.control.try_recv() {
-                Ok(Control::Discover) => self.next_discovery = Some(Instant::now()),
+                Ok(Control::Discover) => self.discovery.wanted(Instant::now()),
                 Ok(Control::Acks { comp, waiters, done }) => {
                     self.start_acks(comp, waiters);
                     let _ = done.send(());
@@ -221,9 +269,9 @@ impl ReadLoop {
                 }
             }
         }
-        if self.next_discovery.is_some_and(|t| Instant::now() >= t) {
-            self.discover();
-            self.next_discovery = Some(Instant::now() + self.inner.config.topic_refresh);
+        if self.discovery.due(Instant::now()) {
+            let found_new = self.discover();
+            self.discovery.done(Instant::now(), found_new, !self.acks_wanted.is_empty());
         }
         let ReadLoop { consumer, reads, holding, schemas, inner, .. } = self;
         consumer.poll(POLL, |p| match p {
@@ -245,12 +293,13 @@ impl ReadLoop {
         self.release_held();
     }
 
-    /// Read the broker's topic list and start the topics of the subscribed components.
-    fn discover(&mut self) {
+    /// Read the broker's topic list and start the topics of the subscribed components; whether
+    /// any was started.
+    fn discover(&mut self) -> bool {
         let wanted: Vec<Arc<Comp>> =
             lock(&self.inner.comps).values().filter(|c| c.subscribed.load(Ordering::Relaxed)).cloned().collect();
         if wanted.is_empty() && self.acks_wanted.is_empty() {
-            return;
+            return false;
         }
         let names = match self.consumer.topic_names(Duration::from_secs(5)) {
             Ok(n) => {
@@ -265,14 +314,15 @@ impl ReadLoop {
                     warn!("kafka: cannot list topics: {e}");
                 }
                 self.inner.ready.store(false, Ordering::Relaxed);
-                return;
+                return false;
             }
         };
         let prefix = format!("lsst.{}.", self.inner.config.topic_subname);
         let mut new = Vec::new();
+        let mut started_any = false;
         for full in names {
             if let Some((comp, waiters)) = self.acks_wanted.remove(&full) {
-                self.start(&full, StartAt::Beginning, comp, "ackcmd", Role::Ack(waiters), i64::MAX);
+                started_any |= self.start(&full, StartAt::Beginning, comp, "ackcmd", Role::Ack(waiters), i64::MAX);
                 continue;
             }
             let Some((cname, sal)) = parse_topic(&prefix, &full) else { continue };
@@ -305,8 +355,10 @@ impl ReadLoop {
             };
             if self.start(&full, at, comp.clone(), &short, role, end) {
                 lock(&comp.started).insert(sal);
+                started_any = true;
             }
         }
+        started_any
     }
 
     fn start(&mut self, full: &str, at: StartAt, comp: Arc<Comp>, topic: &str, role: Role, history_end: i64) -> bool {
@@ -347,8 +399,7 @@ impl ReadLoop {
                 // Created by the controller's first ack: read it all once it appears.
                 debug!(topic = %full, "kafka: ackcmd not readable yet ({e}); read from its beginning once it exists");
                 self.acks_wanted.insert(full, (comp, waiters));
-                let soon = Instant::now() + Duration::from_millis(500);
-                self.next_discovery = Some(self.next_discovery.map_or(soon, |t| t.min(soon)));
+                self.discovery.acks_waiting(Instant::now());
             }
         }
     }
@@ -550,6 +601,52 @@ impl TopicRead {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_topic_list_is_read_soon_after_a_subscription_then_less_often_up_to_the_refresh() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new(Duration::from_secs(30));
+        assert!(!d.due(t0), "nothing is read before a component is subscribed");
+        d.wanted(t0);
+        assert!(d.due(t0));
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            d.done(now, false, false);
+            let next = d.next.unwrap();
+            assert!(!d.due(next - Duration::from_millis(1)) && d.due(next));
+            waits.push((next - now).as_secs());
+            now = next;
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        // New topics found: a CSC is creating its topics, look again soon.
+        d.done(now, true, false);
+        assert_eq!(d.next.unwrap() - now, Duration::from_secs(1));
+        // A new subscription starts over.
+        d.done(now, false, false);
+        d.wanted(now);
+        assert!(d.due(now));
+    }
+
+    #[test]
+    fn while_a_command_waits_for_its_ackcmd_topic_the_list_is_read_every_half_second() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new(Duration::from_secs(30));
+        d.wanted(t0);
+        d.done(t0, false, false);
+        d.done(t0, false, false);
+        let late = d.next.unwrap();
+        assert!(late - t0 >= Duration::from_secs(2));
+        d.acks_waiting(t0);
+        assert_eq!(d.next.unwrap() - t0, Discovery::ACKS);
+        d.done(t0, false, true);
+        assert_eq!(d.next.unwrap() - t0, Discovery::ACKS);
+        // A refresh shorter than the first wait is kept.
+        let mut short = Discovery::new(Duration::from_millis(250));
+        short.wanted(t0);
+        short.done(t0, false, false);
+        assert_eq!(short.next.unwrap() - t0, Duration::from_millis(250));
+    }
+
     use super::*;
 
     #[test]
