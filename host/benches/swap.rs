@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use love_host::component::ComponentName;
+use love_host::manager::Outbox;
 use love_host::manager::{LinkEvent, Outgoing};
-use love_host::runtime::{spawn_producer, CreateFn, Outbox, ProducerSpec, RuntimeContext, RuntimeSettings};
+use love_host::runtime::{spawn_producer, CreateFn, ProducerSpec, RuntimeContext, RuntimeSettings};
 use love_host::sal::catalog::TopicCatalog;
 use love_host::sal::sim::SimSource;
 use love_plugin_api::sdk::{into_producer_box, ProducerConfig};

@@ -31,7 +31,7 @@ use crate::clock::unix_now;
 use crate::component::ComponentName;
 use crate::crash::{CrashRecord, PluginOrigin};
 use crate::locks::lock;
-use crate::manager::{LinkEvent, Outgoing};
+use crate::manager::{LinkEvent, Outbox, Outgoing};
 use crate::sal::{SalCommand, SalSource};
 use crate::shutdown::Shutdown;
 use crate::watchdog::{check_period, mono_ns, CallClock, CallKind};
@@ -39,22 +39,6 @@ use crate::watchdog::{check_period, mono_ns, CallClock, CallKind};
 /// Capacity of a producer's intake (the channel its SAL subscriptions write to, in front of its
 /// inbox): small, the inbox holds the backlog.
 const INTAKE_CAPACITY: usize = 64;
-
-/// Where producers' messages go and where link events come from.
-pub trait Outbox: Send + Sync + 'static {
-    /// Queue a message for the manager (never blocks).
-    fn send(&self, msg: Outgoing);
-    /// A receiver of link events.
-    fn events(&self) -> broadcast::Receiver<LinkEvent>;
-    /// Whether the link is up now.
-    fn is_connected(&self) -> bool;
-    /// How many connections the link has made so far (the current one included): lets a
-    /// producer that started while the link was already up tell whether a `Connected` event
-    /// it receives is about a connection it has already sent initial data for.
-    fn connection_count(&self) -> u64 {
-        0
-    }
-}
 
 /// Builds a producer from its configuration JSON.
 pub type CreateFn = Arc<dyn Fn(&str) -> Result<ProducerBox, String> + Send + Sync>;

@@ -333,7 +333,23 @@ impl ManagerHandle {
     }
 }
 
-impl crate::runtime::Outbox for ManagerHandle {
+/// Where producers' messages go and where link events come from.
+pub trait Outbox: Send + Sync + 'static {
+    /// Queue a message for the manager (never blocks).
+    fn send(&self, msg: Outgoing);
+    /// A receiver of link events.
+    fn events(&self) -> broadcast::Receiver<LinkEvent>;
+    /// Whether the link is up now.
+    fn is_connected(&self) -> bool;
+    /// How many connections the link has made so far (the current one included): lets a
+    /// producer that started while the link was already up tell whether a `Connected` event
+    /// it receives is about a connection it has already sent initial data for.
+    fn connection_count(&self) -> u64 {
+        0
+    }
+}
+
+impl Outbox for ManagerHandle {
     fn send(&self, msg: Outgoing) {
         ManagerHandle::send(self, msg)
     }
