@@ -151,10 +151,6 @@ pub struct RunArgs {
     #[arg(long, env = "LOVE_HOST_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Manager links for groups of components, from the configuration file's `[[links]]`.
-    #[arg(skip)]
-    pub links: Vec<crate::config::LinkSpec>,
-
     /// Directory of producer plugins (`*.so`). Without it only the built-in `base` producer is
     /// available.
     #[arg(long, env = "LOVE_PLUGIN_DIR")]

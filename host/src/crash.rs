@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use crate::component::ComponentName;
-use crate::factory::ProducerSource;
-use crate::plugin::quarantine::{file_identity_cached, FileIdentity};
+use crate::plugin::quarantine::FileIdentity;
 use crate::watchdog::CallKind;
 
 /// The plugin file a producer's code comes from, as a crash record names it.
@@ -34,21 +33,6 @@ pub struct PluginOrigin {
     pub file: PathBuf,
     /// Its contents' identity (`None`: the file could not be read any more).
     pub identity: Option<FileIdentity>,
-}
-
-impl PluginOrigin {
-    /// The origin of a factory decision (`None` for the built-in producer).
-    pub fn of(source: &ProducerSource) -> Option<PluginOrigin> {
-        match source {
-            ProducerSource::Base => None,
-            ProducerSource::Plugin(p) => Some(PluginOrigin {
-                name: p.descriptor.name.clone(),
-                version: p.descriptor.version.clone(),
-                file: p.path.clone(),
-                identity: file_identity_cached(&p.path).ok(),
-            }),
-        }
-    }
 }
 
 /// Everything the signal handler writes, formatted in advance. The signal name, the call and
@@ -146,6 +130,24 @@ const SIGNALS: [(libc::c_int, &str); 5] = [
 /// The handlers that were installed before ours, by the index in [`SIGNALS`]; written once,
 /// before our handlers are installed.
 static mut PREVIOUS: [Option<libc::sigaction>; 5] = [None; 5];
+
+/// Install the crash handler, recording into `state_dir`'s quarantine file (without one, if
+/// the directory cannot be made: crashes are then only reported on standard error).
+pub fn install_in(state_dir: &Path) {
+    match crate::plugin::quarantine::prepare_state_dir(state_dir) {
+        Ok(file) => {
+            tracing::info!("state directory {} (crash quarantine: {})", state_dir.display(), file.display());
+            install(Some(&file));
+        }
+        Err(e) => {
+            tracing::warn!(
+                "state directory {}: {e}; a plugin that crashes the process will not be quarantined (set --state-dir)",
+                state_dir.display()
+            );
+            install(None);
+        }
+    }
+}
 
 /// Install the fatal-signal handlers (once per process); `quarantine_file` is where crash
 /// records are appended (`None`: crashes are only reported on standard error).

@@ -1,15 +1,22 @@
-//! The factory: which producer type serves each configured component, and why.
+//! The factory: which producer type serves each configured component, and why, and how that
+//! producer is made.
 //!
 //! Order (DESIGN.md): an explicit `--producer-type NAME=TYPE`, a plugin that claims the name,
 //! `csc` when the topic catalog knows the component, else the built-in `base`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use love_plugin_api::catalog::ComponentCatalog;
+use love_plugin_api::sdk::ProducerConfig;
 
 use crate::component::ComponentName;
+use crate::crash::PluginOrigin;
+use crate::plugin::quarantine::file_identity_cached;
 use crate::plugin::{LoadedPlugin, PluginRegistry};
+use crate::runtime::{CreateFn, ProducerSpec};
+use crate::sal::catalog::TopicCatalog;
 
 /// The built-in producer type.
 pub const BASE_TYPE: &str = "base";
@@ -29,6 +36,71 @@ impl ProducerSource {
         match self {
             ProducerSource::Base => "built-in".to_string(),
             ProducerSource::Plugin(p) => format!("{} {}", p.descriptor.name, p.descriptor.version),
+        }
+    }
+
+    /// What builds the producer from its configuration JSON.
+    pub fn create_fn(&self) -> CreateFn {
+        match self {
+            ProducerSource::Base => Arc::new(|config: &str| {
+                let cfg: ProducerConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
+                let p = crate::base::create(cfg).map_err(|e| e.to_string())?;
+                Ok(love_plugin_api::sdk::into_producer_box(p))
+            }),
+            ProducerSource::Plugin(p) => {
+                let p = p.clone();
+                Arc::new(move |config: &str| p.create(config))
+            }
+        }
+    }
+
+    /// The plugin file the producer's code comes from, for crash records (`None`: built in).
+    pub fn origin(&self) -> Option<PluginOrigin> {
+        match self {
+            ProducerSource::Base => None,
+            ProducerSource::Plugin(p) => Some(PluginOrigin {
+                name: p.descriptor.name.clone(),
+                version: p.descriptor.version.clone(),
+                file: p.path.clone(),
+                identity: file_identity_cached(&p.path).ok(),
+            }),
+        }
+    }
+}
+
+/// What every producer is started with.
+#[derive(Debug, Clone)]
+pub struct ProducerDefaults {
+    /// `--periodic-data`.
+    pub periodic_data: Option<Vec<String>>,
+    /// `--asynchronous-data`.
+    pub asynchronous_data: Option<Vec<String>>,
+    /// Settings (the original's environment variables and `--setting NAME=VALUE` included).
+    pub settings: BTreeMap<String, String>,
+    /// A call into a producer running longer is reported stuck.
+    pub call_timeout: Duration,
+}
+
+impl Assignment {
+    /// How the runtime starts the producer this assignment chose.
+    pub fn producer_spec(&self, defaults: &ProducerDefaults, catalog: &TopicCatalog) -> ProducerSpec {
+        let config = ProducerConfig {
+            component: self.component.name.clone(),
+            index: self.component.index,
+            producer_type: self.producer_type.clone(),
+            periodic_data: defaults.periodic_data.clone(),
+            asynchronous_data: defaults.asynchronous_data.clone(),
+            settings: defaults.settings.clone(),
+            catalog: catalog.component(&self.component.name).cloned(),
+        };
+        ProducerSpec {
+            component: self.component.clone(),
+            producer_type: self.producer_type.clone(),
+            label: self.source.label(),
+            create: self.source.create_fn(),
+            origin: self.source.origin(),
+            subscribe_own: config.catalog.is_some() && !matches!(self.source, ProducerSource::Base),
+            config,
         }
     }
 }

@@ -34,12 +34,17 @@ pub mod config;
 pub mod crash;
 pub mod deploy;
 pub mod factory;
+pub mod links;
 pub mod locks;
+pub mod logging;
 pub mod manager;
+pub mod metrics;
 pub mod plugin;
+pub mod producers;
 pub mod runtime;
 pub mod sal;
 pub mod shutdown;
+pub mod source;
 #[cfg(test)]
 mod testutil;
 pub mod topics;

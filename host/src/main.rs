@@ -1,30 +1,9 @@
-//! The `love-host` binary: parse the command line, then hand over to the library.
+//! The `love-host` binary: resolve the configuration, then hand over to the library.
 
-use love_host::cli::Command;
+use love_host::config::Config;
 
 fn main() -> std::process::ExitCode {
-    let (mut cli, links) = match love_host::config::parse_with_config(std::env::args_os().collect()) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("love-host: error: {e:#}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    cli.run.links = links;
-    let result = match &cli.command {
-        Some(Command::Catalog { component, topic, xml_dir }) => love_host::topics::show(
-            xml_dir.as_deref(),
-            component.as_deref(),
-            topic.as_deref(),
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        ),
-        Some(Command::Plugins { plugin_dir, state_dir, clear_quarantine, max_plugin_size }) => {
-            love_host::plugin::loader::set_max_plugin_size(*max_plugin_size);
-            love_host::app::plugins_command(plugin_dir, state_dir.as_deref(), *clear_quarantine, &mut std::io::stdout())
-        }
-        None => love_host::app::run(cli.run),
-    };
+    let result = Config::from_env().map_err(anyhow::Error::from).and_then(run);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A listing piped into `head` stops being read: not an error.
@@ -33,6 +12,24 @@ fn main() -> std::process::ExitCode {
             eprintln!("love-host: error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    match config {
+        Config::Catalog(c) => love_host::topics::show(
+            c.xml_dir.as_deref(),
+            c.component.as_deref(),
+            c.topic.as_deref(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
+        Config::Plugins(p) => {
+            love_host::plugin::loader::set_max_plugin_size(p.max_plugin_size);
+            let out = &mut std::io::stdout();
+            Ok(love_host::plugin::listing::plugins_command(&p.plugin_dir, &p.state_dir, p.clear_quarantine, out)?)
+        }
+        Config::Run(r) => love_host::app::run(*r),
     }
 }
 

@@ -24,6 +24,8 @@ use abi_stable::std_types::{RResult, RStr};
 use love_plugin_api::abi::{InputKind, InputMsg, ProducerBox, TopicKind};
 use love_plugin_api::catalog::ComponentCatalog;
 use love_plugin_api::sdk::{Action, ProducerConfig, PANIC_PREFIX};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -104,49 +106,53 @@ pub struct RuntimeContext {
     pub shutdown: Shutdown,
 }
 
-/// Live counters of one producer (read by the admin endpoint and tests).
+/// Live counters of one producer, in prometheus-client's types ([`crate::metrics`] registers
+/// them; the admin endpoint and tests read them).
 #[derive(Debug, Default)]
 pub struct ProducerStatus {
     /// Inputs handled.
-    pub inputs: AtomicU64,
+    pub inputs: Counter,
     /// Messages sent.
-    pub sent: AtomicU64,
+    pub sent: Counter,
     /// Panics caught.
-    pub panics: AtomicU64,
+    pub panics: Counter,
     /// Restarts done.
-    pub restarts: AtomicU64,
+    pub restarts: Counter,
     /// Errors returned (not panics).
-    pub errors: AtomicU64,
+    pub errors: Counter,
     /// Time of the last SAL sample (f64 bits of Unix seconds).
     pub last_sample: AtomicU64,
     /// SAL samples received.
-    pub samples: AtomicU64,
+    pub samples: Counter,
     /// Event messages sent.
-    pub sent_event: AtomicU64,
+    pub sent_event: Counter,
     /// Telemetry messages sent.
-    pub sent_telemetry: AtomicU64,
+    pub sent_telemetry: Counter,
+    /// Other messages sent (subscriptions, replies).
+    pub sent_other: Counter,
     /// initial_state requests handed to the producer.
-    pub requests: AtomicU64,
+    pub requests: Counter,
     /// Messages sent in answer to initial_state requests.
-    pub replies: AtomicU64,
-    /// The `lost` count of the producer's latest Heartbeat message (`u64::MAX`: none yet).
-    pub heartbeat_lost: AtomicU64,
+    pub replies: Counter,
+    /// The `lost` count of the producer's latest Heartbeat message (-1: none yet).
+    pub heartbeat_lost: Gauge,
     /// The call into the plugin in progress, for the watchdog.
     pub clock: CallClock,
     /// Inputs dropped because the producer was not taking them (stuck in a call).
-    pub inputs_dropped: AtomicU64,
+    pub inputs_dropped: Counter,
 }
 
 impl ProducerStatus {
     /// A fresh status.
     pub fn new() -> Self {
-        ProducerStatus { heartbeat_lost: AtomicU64::new(u64::MAX), ..Default::default() }
+        let status = ProducerStatus::default();
+        status.heartbeat_lost.set(-1);
+        status
     }
 
     /// The `lost` count of the latest Heartbeat message, if any was sent.
     pub fn heartbeat_lost(&self) -> Option<u64> {
-        let v = self.heartbeat_lost.load(Ordering::Relaxed);
-        (v != u64::MAX).then_some(v)
+        u64::try_from(self.heartbeat_lost.get()).ok()
     }
 
     /// Time of the last SAL sample, if any.
@@ -462,7 +468,7 @@ impl Supervisor {
                 _ = tick.tick() => {
                     self.check();
                     if self.status.clock.is_stuck() && pending.take().is_some() {
-                        self.status.inputs_dropped.fetch_add(1, Ordering::Relaxed);
+                        self.status.inputs_dropped.inc();
                     }
                 }
                 permit = inbox.reserve(), if pending.is_some() => match permit {
@@ -473,7 +479,7 @@ impl Supervisor {
                     None => break,
                     Some(m) if self.status.clock.is_stuck() => {
                         let _ = m;
-                        self.status.inputs_dropped.fetch_add(1, Ordering::Relaxed);
+                        self.status.inputs_dropped.inc();
                     }
                     Some(m) => match inbox.try_send(m) {
                         Ok(()) => {}
@@ -570,12 +576,12 @@ impl ProducerTask {
                     Ok(LinkEvent::Resubscribe) => self.deliver(&simple(InputKind::REGISTER)).await,
                     Ok(LinkEvent::Disconnected) => self.deliver(&simple(InputKind::DISCONNECTED)).await,
                     Ok(LinkEvent::Request(text)) => {
-                        self.status.requests.fetch_add(1, Ordering::Relaxed);
+                        self.status.requests.inc();
                         let msg = InputMsg { kind: InputKind::MANAGER_MESSAGE, text: text.as_ref().into(), ..Default::default() };
                         self.deliver(&msg).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        self.status.inputs_dropped.fetch_add(n, Ordering::Relaxed);
+                        self.status.inputs_dropped.inc_by(n);
                         warn!(component = %self.component.name, index = self.component.index, "producer fell behind and missed {n} link events");
                         // A missed `Connected` would leave this connection without the
                         // producer's initial data until the next resubscription.
@@ -626,7 +632,7 @@ impl ProducerTask {
                 component = %self.component.name, index = self.component.index, plugin = %label,
                 "producer {} ({label}) is no longer stuck: the call returned after {:.1} s; it takes inputs again \
                  ({} dropped so far)",
-                self.component, lasted.as_secs_f64(), self.status.inputs_dropped.load(Ordering::Relaxed)
+                self.component, lasted.as_secs_f64(), self.status.inputs_dropped.get()
             );
         }
     }
@@ -730,7 +736,7 @@ impl ProducerTask {
                 },
             };
             let now = unix_now();
-            self.status.inputs.fetch_add(1, Ordering::Relaxed);
+            self.status.inputs.inc();
             self.call_begin(CallKind::Handle(input.kind), self.crash.as_ref());
             let result = self.producer.as_mut().expect("the producer exists while its task runs").handle(input, now);
             self.call_end();
@@ -740,14 +746,14 @@ impl ProducerTask {
                     let is_request = input.kind == InputKind::MANAGER_MESSAGE;
                     for a in actions.iter() {
                         if is_request && a.kind == love_plugin_api::abi::ActionKind::SEND {
-                            self.status.replies.fetch_add(1, Ordering::Relaxed);
+                            self.status.replies.inc();
                         }
                         self.execute(Action::decode(a), now, created, &mut follow_ups);
                     }
                 }
                 RResult::RErr(e) => match CallError::from_abi(&e) {
                     CallError::Panicked(text) => {
-                        self.status.panics.fetch_add(1, Ordering::Relaxed);
+                        self.status.panics.inc();
                         error!(
                             component = %self.component.name,
                             index = self.component.index,
@@ -758,7 +764,7 @@ impl ProducerTask {
                         return;
                     }
                     CallError::Failed(text) => {
-                        self.status.errors.fetch_add(1, Ordering::Relaxed);
+                        self.status.errors.inc();
                         warn!(component = %self.component.name, index = self.component.index, "producer error: {text}");
                     }
                 },
@@ -769,17 +775,15 @@ impl ProducerTask {
     fn execute(&mut self, action: Action, now: f64, created: f64, follow_ups: &mut VecDeque<InputMsg>) {
         match action {
             Action::Send(m) => {
-                self.status.sent.fetch_add(1, Ordering::Relaxed);
+                self.status.sent.inc();
                 match m.category {
-                    love_plugin_api::abi::Category::EVENT => self.status.sent_event.fetch_add(1, Ordering::Relaxed),
-                    love_plugin_api::abi::Category::TELEMETRY => {
-                        self.status.sent_telemetry.fetch_add(1, Ordering::Relaxed)
-                    }
-                    _ => 0,
+                    love_plugin_api::abi::Category::EVENT => self.status.sent_event.inc(),
+                    love_plugin_api::abi::Category::TELEMETRY => self.status.sent_telemetry.inc(),
+                    _ => self.status.sent_other.inc(),
                 };
                 if m.csc == "Heartbeat" {
                     if let Some(lost) = heartbeat_lost_of(&m.text) {
-                        self.status.heartbeat_lost.store(lost, Ordering::Relaxed);
+                        self.status.heartbeat_lost.set(i64::try_from(lost).unwrap_or(i64::MAX));
                     }
                 }
                 self.ctx.outbox.send(Outgoing {
@@ -847,7 +851,7 @@ impl ProducerTask {
 
     async fn take_sample(&mut self, sample: Arc<InputMsg>) {
         self.status.last_sample.store(unix_now().to_bits(), Ordering::Relaxed);
-        self.status.samples.fetch_add(1, Ordering::Relaxed);
+        self.status.samples.inc();
         self.deliver(&sample).await;
         self.keep_latest_event(sample);
     }
@@ -1051,7 +1055,7 @@ impl ProducerTask {
         }
         self.panicked = false;
         self.wake = None;
-        self.status.restarts.fetch_add(1, Ordering::Relaxed);
+        self.status.restarts.inc();
         info!(component = %c, index = i, backoff_ms = backoff.as_millis() as u64, "producer restarted");
         self.start().await;
     }
@@ -1208,7 +1212,7 @@ mod tests {
         let tx = sal.subs.lock().unwrap()[0].2.clone();
         let held = outbox.sent.lock().unwrap();
         tx.send(sample("a")).await.unwrap();
-        wait_for(|| handle.status.samples.load(Ordering::Relaxed) == 1).await;
+        wait_for(|| handle.status.samples.get() == 1).await;
         outbox.connections.store(1, Ordering::Relaxed);
         let _ = outbox.events.send(LinkEvent::Connected);
         for _ in 0..40 {
@@ -1216,7 +1220,7 @@ mod tests {
         }
         drop(held);
         wait_for(|| subscriptions() == 2).await;
-        assert!(handle.status.inputs_dropped.load(Ordering::Relaxed) >= 25, "the lost link events are counted");
+        assert!(handle.status.inputs_dropped.get() >= 25, "the lost link events are counted");
         trigger.trigger();
         tokio::time::timeout(Duration::from_secs(5), handle.task).await.unwrap().unwrap();
     }
@@ -1290,8 +1294,8 @@ mod tests {
     #[tokio::test]
     async fn a_producer_that_panics_on_every_start_keeps_restarting_and_stops_at_shutdown() {
         let (trigger, _, _, handle) = setup_with(Arc::new(|_| Ok(into_producer_box(PanicsOnStart))));
-        wait_for(|| handle.status.restarts.load(Ordering::Relaxed) >= 2).await;
-        assert!(handle.status.panics.load(Ordering::Relaxed) >= 2);
+        wait_for(|| handle.status.restarts.get() >= 2).await;
+        assert!(handle.status.panics.get() >= 2);
         // The next backoff is a second or more: shutdown does not wait for it.
         trigger.trigger();
         tokio::time::timeout(Duration::from_millis(500), handle.task).await.expect("task ends at shutdown").unwrap();
@@ -1352,7 +1356,7 @@ mod tests {
         for _ in 0..100 {
             tx.send(sample("a")).await.unwrap();
         }
-        wait_for(|| handle.status.inputs_dropped.load(Ordering::Relaxed) == 100).await;
+        wait_for(|| handle.status.inputs_dropped.get() == 100).await;
         // A deployment cannot swap it.
         let v2: CreateFn = Arc::new(|_| Ok(into_producer_box(Counter { count: 0, tag: "count-v2" })));
         let err = handle.replace(request(v2, "counter", "counter 2.0.0", true, true)).await.unwrap_err();
@@ -1367,7 +1371,7 @@ mod tests {
         tx.send(sample("a")).await.unwrap();
         wait_for(|| counts(&outbox).len() == 2).await;
         assert_eq!(counts(&outbox)[1], ("count".to_string(), "2".to_string()));
-        assert_eq!(handle.status.clock.stuck_total.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.status.clock.stuck_total.get(), 1);
         assert_eq!(
             handle.current.lock().unwrap().label,
             "counter 1.0.0",
@@ -1491,7 +1495,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("panicked while starting"), "{err}");
-        assert_eq!(handle.status.restarts.load(Ordering::Relaxed), 0, "the old producer was not restarted");
+        assert_eq!(handle.status.restarts.get(), 0, "the old producer was not restarted");
         tx.send(sample("a")).await.unwrap();
         wait_for(|| counts(&outbox).len() == 2).await;
         assert_eq!(counts(&outbox), [("count".to_string(), "1".to_string()), ("count".to_string(), "2".to_string())]);
@@ -1524,8 +1528,8 @@ mod tests {
             .collect();
         // The restored producer continues from the snapshot: 4 and 5, nothing lost.
         assert_eq!(counts, ["1", "2", "3", "4", "5"]);
-        assert_eq!(handle.status.panics.load(Ordering::Relaxed), 1);
-        assert_eq!(handle.status.restarts.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.status.panics.get(), 1);
+        assert_eq!(handle.status.restarts.get(), 1);
         // The same SAL subscription is kept across the restart.
         assert_eq!(sal.subs.lock().unwrap().len(), 1);
         drop(sent);

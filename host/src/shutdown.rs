@@ -43,3 +43,18 @@ impl Shutdown {
         let _ = self.rx.wait_for(|v| *v).await;
     }
 }
+
+/// Trigger `trigger` on SIGTERM or SIGINT.
+pub fn on_signals(trigger: std::sync::Arc<ShutdownTrigger>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT received: stopping"),
+        }
+        trigger.trigger();
+    });
+    Ok(())
+}

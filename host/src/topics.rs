@@ -3,9 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::bail;
 use love_plugin_api::catalog::{ComponentCatalog, EnumInfo, TopicInfo};
+use tracing::{info, warn};
+
+use crate::component::ComponentName;
 
 use crate::sal::catalog::{ts_xml_version_of, CatalogError, TopicCatalog, BUILTIN_TS_XML_VERSION};
 
@@ -41,6 +45,49 @@ pub fn load(xml_dir: Option<&Path>) -> anyhow::Result<LoadedCatalog> {
     }
 }
 
+/// The catalog of a run, logged: `xml_dir`'s or the built-in one and, reading from Kafka, the
+/// served components' topics from their writer schemas in the registry (what the CSCs really
+/// publish; ts_xml keeps what schemas lack).
+pub fn for_run(xml_dir: Option<&Path>, components: &[ComponentName], kafka: bool) -> anyhow::Result<TopicCatalog> {
+    let loaded = load(xml_dir)?;
+    for e in &loaded.problems {
+        warn!("topic catalog: {e}");
+    }
+    let mut catalog = loaded.catalog;
+    info!(catalog = %loaded.source, "topic catalog: {} ({} components)", loaded.source, catalog.len());
+    if kafka {
+        from_schema_registry(&mut catalog, components);
+    }
+    Ok(catalog)
+}
+
+/// A registry that does not answer leaves the catalog as loaded (the source reports the
+/// registry later).
+fn from_schema_registry(catalog: &mut TopicCatalog, components: &[ComponentName]) {
+    let Ok(config) = crate::sal::kafka::KafkaConfig::from_env() else { return };
+    let mut names: Vec<String> = components.iter().map(|c| c.name.clone()).collect();
+    names.dedup();
+    match crate::sal::kafka::schema_catalog::enrich_at_start(catalog, &config, &names, Duration::from_secs(15)) {
+        Ok(r) => {
+            info!(
+                topics = r.topics,
+                "topic catalog: {} topics of {} from their writer schemas in the schema registry {}",
+                r.topics,
+                if r.components.is_empty() { "no component".to_string() } else { r.components.join(", ") },
+                config.schema_registry_url
+            );
+            for p in r.problems {
+                warn!("topic catalog: schema of {p}; the topic keeps its ts_xml entry");
+            }
+        }
+        Err(e) => warn!(
+            "topic catalog: the schema registry {} could not be read ({e}); the topics are described by the \
+             ts_xml catalog",
+            config.schema_registry_url
+        ),
+    }
+}
+
 /// `love-host catalog [COMPONENT [TOPIC]]`: print to `out`; problems loading an `--xml-dir`
 /// go to `err`. An unknown component or topic is an error naming it.
 pub fn show(
@@ -56,17 +103,7 @@ pub fn show(
     }
     let cat = &loaded.catalog;
     let Some(name) = component else {
-        writeln!(out, "topic catalog: {}, {} components", loaded.source, cat.len())?;
-        let rows = cat.names().into_iter().filter_map(|n| cat.component(n)).map(|c| {
-            vec![
-                c.name.clone(),
-                yes_no(c.indexed).to_string(),
-                c.events.len().to_string(),
-                c.telemetry.len().to_string(),
-                c.commands.len().to_string(),
-            ]
-        });
-        return table(out, &["COMPONENT", "INDEXED", "EVENTS", "TELEMETRY", "COMMANDS"], rows.collect());
+        return show_components(&loaded, out);
     };
     let Some(comp) = cat.component(name) else {
         let hint = cat
@@ -81,38 +118,63 @@ pub fn show(
             cat.len()
         );
     };
-    let Some(topic) = topic else {
-        writeln!(
-            out,
-            "{} ({}indexed), {}: {} events, {} telemetry topics, {} commands",
-            comp.name,
-            if comp.indexed { "" } else { "not " },
-            loaded.source,
-            comp.events.len(),
-            comp.telemetry.len(),
-            comp.commands.len()
-        )?;
-        let rows = kinds(comp)
-            .into_iter()
-            .flat_map(|(kind, topics)| topics.iter().map(move |t| (kind, t)))
-            .map(|(kind, t)| vec![kind.to_string(), t.name.clone(), t.fields.len().to_string()])
-            .collect();
-        table(out, &["KIND", "TOPIC", "FIELDS"], rows)?;
-        if !comp.enums.is_empty() {
-            writeln!(out, "\nenumerations:")?;
-            for e in &comp.enums {
-                write_enum(out, e)?;
-            }
+    match topic {
+        None => show_component(comp, &loaded.source, out),
+        Some(topic) => show_topic(comp, topic, &loaded.source, out),
+    }
+}
+
+/// Every component, with its topic counts.
+fn show_components(loaded: &LoadedCatalog, out: &mut dyn Write) -> anyhow::Result<()> {
+    let cat = &loaded.catalog;
+    writeln!(out, "topic catalog: {}, {} components", loaded.source, cat.len())?;
+    let rows = cat.names().into_iter().filter_map(|n| cat.component(n)).map(|c| {
+        vec![
+            c.name.clone(),
+            yes_no(c.indexed).to_string(),
+            c.events.len().to_string(),
+            c.telemetry.len().to_string(),
+            c.commands.len().to_string(),
+        ]
+    });
+    table(out, &["COMPONENT", "INDEXED", "EVENTS", "TELEMETRY", "COMMANDS"], rows.collect())
+}
+
+/// A component's topics and enumerations.
+fn show_component(comp: &ComponentCatalog, source: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{} ({}indexed), {}: {} events, {} telemetry topics, {} commands",
+        comp.name,
+        if comp.indexed { "" } else { "not " },
+        source,
+        comp.events.len(),
+        comp.telemetry.len(),
+        comp.commands.len()
+    )?;
+    let rows = kinds(comp)
+        .into_iter()
+        .flat_map(|(kind, topics)| topics.iter().map(move |t| (kind, t)))
+        .map(|(kind, t)| vec![kind.to_string(), t.name.clone(), t.fields.len().to_string()])
+        .collect();
+    table(out, &["KIND", "TOPIC", "FIELDS"], rows)?;
+    if !comp.enums.is_empty() {
+        writeln!(out, "\nenumerations:")?;
+        for e in &comp.enums {
+            write_enum(out, e)?;
         }
-        return Ok(());
-    };
+    }
+    Ok(())
+}
+
+/// A topic's fields (each kind it is, when a name is both an event and a telemetry topic).
+fn show_topic(comp: &ComponentCatalog, topic: &str, source: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let found = find_topics(comp, topic);
     if found.is_empty() {
         bail!(
-            "{} has no topic {topic:?} (among its events, telemetry and commands; {}); `love-host catalog {}` \
+            "{} has no topic {topic:?} (among its events, telemetry and commands; {source}); `love-host catalog {}` \
              lists them",
             comp.name,
-            loaded.source,
             comp.name
         );
     }

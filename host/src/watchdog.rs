@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use love_plugin_api::abi::InputKind;
+use prometheus_client::metrics::counter::Counter;
 
 /// Nanoseconds on the monotonic clock since the first use in this process (never 0 after the
 /// first call: the clock stores 0 for "no call running").
@@ -91,7 +92,7 @@ pub struct CallClock {
     state: AtomicU64,
     kind: AtomicU64,
     /// Times a call was found stuck.
-    pub stuck_total: AtomicU64,
+    pub stuck_total: Counter,
 }
 
 /// A call that has run past the bound, as the watchdog found it.
@@ -130,7 +131,7 @@ impl CallClock {
         }
         // Only the same call, still running, gets the flag.
         self.state.compare_exchange(state, state | 1, Ordering::AcqRel, Ordering::Acquire).ok()?;
-        self.stuck_total.fetch_add(1, Ordering::Relaxed);
+        self.stuck_total.inc();
         let call = CallKind::decode(self.kind.load(Ordering::Relaxed)).unwrap_or(CallKind::Handle(InputKind(0)));
         Some(Stuck { call, elapsed })
     }
@@ -177,7 +178,7 @@ mod tests {
         assert!(c.is_stuck());
         assert_eq!(c.check(20 * S, bound), None, "reported once");
         assert_eq!(c.stuck_call(20 * S).unwrap().elapsed, Duration::from_secs(10));
-        assert_eq!(c.stuck_total.load(Ordering::Relaxed), 1);
+        assert_eq!(c.stuck_total.get(), 1);
         // It returns at last: recovered, after 12 s.
         assert_eq!(c.end(22 * S), Some(Duration::from_secs(12)));
         assert!(!c.is_stuck() && c.stuck_call(23 * S).is_none());
@@ -192,7 +193,7 @@ mod tests {
             assert_eq!(c.check(i * S + S, bound), None);
             assert_eq!(c.end(i * S + S), None);
         }
-        assert_eq!(c.stuck_total.load(Ordering::Relaxed), 0);
+        assert_eq!(c.stuck_total.get(), 0);
     }
 
     #[test]

@@ -639,7 +639,7 @@ fn report(sink: &Sink, window: &Window, link: &ManagerHandle, producers: &[Produ
     let secs = window.secs();
     let frames = d.frames_window;
     let host = window.host_cpu();
-    let samples: u64 = producers.iter().map(|p| p.status.samples.load(Ordering::Relaxed)).sum();
+    let samples: u64 = producers.iter().map(|p| p.status.samples.get()).sum();
     let stats = link.stats();
     println!("window            {secs:.2} s after warm-up");
     println!(
@@ -726,7 +726,7 @@ async fn run_load(args: &Args, sink: &Sink) -> anyhow::Result<()> {
             component: ComponentName { name: cat.name.clone(), index: 0 },
             producer_type: "csc".into(),
             label: format!("csc {}", plugin.descriptor.version),
-            create: love_host::app::create_fn(&ProducerSource::Plugin(plugin.clone())),
+            create: ProducerSource::Plugin(plugin.clone()).create_fn(),
             config: ProducerConfig {
                 component: cat.name.clone(),
                 index: 0,
@@ -866,7 +866,7 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
             component: a.component.clone(),
             producer_type: a.producer_type.clone(),
             label: a.source.label(),
-            create: love_host::app::create_fn(&a.source),
+            create: a.source.create_fn(),
             origin: None,
             subscribe_own: config.catalog.is_some() && !matches!(a.source, ProducerSource::Base),
             config,
@@ -874,9 +874,9 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
         producers.push(spawn_producer(spec, ctx.clone()).map_err(|e| anyhow::anyhow!(e))?);
     }
     wait_until("the link to the sink", Duration::from_secs(10), || link.is_connected()).await?;
-    let samples_before: u64 = producers.iter().map(|p| p.status.samples.load(Ordering::Relaxed)).sum();
+    let samples_before: u64 = producers.iter().map(|p| p.status.samples.get()).sum();
     let window = measure(sink, None, warmup, duration).await;
-    let samples_after: u64 = producers.iter().map(|p| p.status.samples.load(Ordering::Relaxed)).sum();
+    let samples_after: u64 = producers.iter().map(|p| p.status.samples.get()).sum();
     let _ = samples_before;
     report(sink, &window, &link, &producers);
     println!(
@@ -906,7 +906,7 @@ fn main() -> std::process::ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let colour = love_host::app::log_colour(
+    let colour = love_host::logging::log_colour(
         love_host::cli::LogFormat::Text,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::env::var_os("NO_COLOR"),

@@ -48,7 +48,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let colour = love_host::app::log_colour(
+    let colour = love_host::logging::log_colour(
         love_host::cli::LogFormat::Text,
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR"),

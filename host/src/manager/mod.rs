@@ -33,10 +33,12 @@ pub mod redact;
 mod stdout;
 mod ws;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use love_plugin_api::abi::Category;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::AsyncWrite;
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
@@ -156,20 +158,66 @@ impl LinkStats {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    connections: AtomicU64,
-    connect_failures: AtomicU64,
-    password_rejections: AtomicU64,
-    disconnections: AtomicU64,
-    sent_event: AtomicU64,
-    sent_telemetry: AtomicU64,
-    sent_other: AtomicU64,
-    coalesced: AtomicU64,
-    dropped_overflow: AtomicU64,
-    dropped_disconnected: AtomicU64,
-    dropped_invalid: AtomicU64,
-    bad_frames: AtomicU64,
+/// The link's metrics, in prometheus-client's types, updated where the events happen
+/// ([`crate::metrics`] registers them).
+#[derive(Debug, Default)]
+pub struct LinkMetrics {
+    /// 1 while the link is up.
+    pub connected: Gauge,
+    /// Connections made (including the first).
+    pub connections: Counter,
+    /// Handshakes rejected with HTTP 403 (wrong password).
+    pub password_rejections: Counter,
+    /// Other failed connection attempts.
+    pub other_connect_failures: Counter,
+    /// Established connections that were lost.
+    pub disconnections: Counter,
+    /// Event messages written.
+    pub sent_event: Counter,
+    /// Telemetry messages written.
+    pub sent_telemetry: Counter,
+    /// Other messages written.
+    pub sent_other: Counter,
+    /// Messages replaced in the queue by a newer one of the same stream.
+    pub coalesced: Counter,
+    /// Messages dropped because the queue was full.
+    pub dropped_overflow: Counter,
+    /// Other messages dropped because the link was down.
+    pub dropped_disconnected: Counter,
+    /// Messages dropped because they are not JSON the manager can parse.
+    pub dropped_invalid: Counter,
+    /// Frames from the manager ignored as malformed or unexpected.
+    pub bad_frames: Counter,
+    /// Messages waiting now.
+    pub queue_depth: Gauge,
+    /// Bytes of text waiting now.
+    pub queue_bytes: Gauge,
+}
+
+/// The queue, locked; its size goes to the metrics when the lock is released.
+struct QueueGuard<'a> {
+    queue: std::sync::MutexGuard<'a, OutQueue>,
+    metrics: &'a LinkMetrics,
+}
+
+impl std::ops::Deref for QueueGuard<'_> {
+    type Target = OutQueue;
+    fn deref(&self) -> &OutQueue {
+        &self.queue
+    }
+}
+
+impl std::ops::DerefMut for QueueGuard<'_> {
+    fn deref_mut(&mut self) -> &mut OutQueue {
+        &mut self.queue
+    }
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        self.metrics.queue_depth.set(self.queue.len() as i64);
+        self.metrics.queue_bytes.set(self.queue.bytes() as i64);
+    }
 }
 
 /// State shared by the handle and the sink task.
@@ -178,7 +226,7 @@ struct Shared {
     notify: Notify,
     events: broadcast::Sender<LinkEvent>,
     connected: AtomicBool,
-    counters: Counters,
+    metrics: Arc<LinkMetrics>,
     last_error: Mutex<Option<String>>,
     /// Warnings about bad frames from the manager.
     bad_frame_log: limit::LogLimit,
@@ -194,15 +242,20 @@ impl Shared {
             notify: Notify::new(),
             events,
             connected: AtomicBool::new(false),
-            counters: Counters::default(),
+            metrics: Arc::default(),
             last_error: Mutex::new(None),
             bad_frame_log: limit::LogLimit::default(),
             invalid_log: limit::LogLimit::default(),
         }
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, OutQueue> {
-        crate::locks::lock(&self.queue)
+    fn queue(&self) -> QueueGuard<'_> {
+        QueueGuard { queue: crate::locks::lock(&self.queue), metrics: &self.metrics }
+    }
+
+    fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::SeqCst);
+        self.metrics.connected.set(up as i64);
     }
 
     fn pop(&self) -> Option<Outgoing> {
@@ -215,13 +268,13 @@ impl Shared {
     }
 
     fn count_sent(&self, category: Category) {
-        let c = &self.counters;
+        let m = &self.metrics;
         let counter = match category {
-            Category::EVENT => &c.sent_event,
-            Category::TELEMETRY => &c.sent_telemetry,
-            _ => &c.sent_other,
+            Category::EVENT => &m.sent_event,
+            Category::TELEMETRY => &m.sent_telemetry,
+            _ => &m.sent_other,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
     }
 
     fn set_error(&self, e: Option<String>) {
@@ -230,17 +283,17 @@ impl Shared {
 
     /// The link is up: count it, tell the producers.
     fn up(&self) {
-        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connections.inc();
         self.set_error(None);
-        self.connected.store(true, Ordering::SeqCst);
+        self.set_connected(true);
         self.emit(LinkEvent::Connected);
     }
 
     /// The link is down: purge what need not wait, tell the producers.
     fn down(&self) {
-        self.connected.store(false, Ordering::SeqCst);
+        self.set_connected(false);
         let purged = self.queue().purge(Category::OTHER);
-        self.counters.dropped_disconnected.fetch_add(purged, Ordering::Relaxed);
+        self.metrics.dropped_disconnected.inc_by(purged);
         self.emit(LinkEvent::Disconnected);
     }
 }
@@ -265,7 +318,7 @@ impl ManagerHandle {
     pub fn send(&self, msg: Outgoing) {
         let s = &self.shared;
         if let Err(e) = love_plugin_api::json::validate(&msg.text) {
-            s.counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
+            s.metrics.dropped_invalid.inc();
             if let Some(note) = s.invalid_log.admit() {
                 tracing::error!(
                     component = %msg.csc,
@@ -277,16 +330,16 @@ impl ManagerHandle {
             return;
         }
         if msg.category == Category::OTHER && !s.connected.load(Ordering::SeqCst) {
-            s.counters.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
+            s.metrics.dropped_disconnected.inc();
             return;
         }
         match s.queue().push(msg) {
             Pushed::Appended => {}
             Pushed::Coalesced => {
-                s.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                s.metrics.coalesced.inc();
             }
             Pushed::AppendedDropping(n) => {
-                s.counters.dropped_overflow.fetch_add(n, Ordering::Relaxed);
+                s.metrics.dropped_overflow.inc_by(n);
             }
         }
         s.notify.notify_one();
@@ -302,29 +355,33 @@ impl ManagerHandle {
         self.shared.connected.load(Ordering::SeqCst)
     }
 
+    /// The link's metrics.
+    pub fn metrics(&self) -> Arc<LinkMetrics> {
+        self.shared.metrics.clone()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> LinkStats {
         let s = &self.shared;
-        let c = &s.counters;
+        let m = &s.metrics;
         let (queue_depth, queue_bytes, queue_high_water) = {
             let q = s.queue();
             (q.len(), q.bytes(), q.high_water())
         };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         LinkStats {
             connected: self.is_connected(),
-            connections: get(&c.connections),
-            connect_failures: get(&c.connect_failures),
-            password_rejections: get(&c.password_rejections),
-            disconnections: get(&c.disconnections),
-            sent_event: get(&c.sent_event),
-            sent_telemetry: get(&c.sent_telemetry),
-            sent_other: get(&c.sent_other),
-            coalesced: get(&c.coalesced),
-            dropped_overflow: get(&c.dropped_overflow),
-            dropped_disconnected: get(&c.dropped_disconnected),
-            dropped_invalid: get(&c.dropped_invalid),
-            bad_frames: get(&c.bad_frames),
+            connections: m.connections.get(),
+            connect_failures: m.password_rejections.get() + m.other_connect_failures.get(),
+            password_rejections: m.password_rejections.get(),
+            disconnections: m.disconnections.get(),
+            sent_event: m.sent_event.get(),
+            sent_telemetry: m.sent_telemetry.get(),
+            sent_other: m.sent_other.get(),
+            coalesced: m.coalesced.get(),
+            dropped_overflow: m.dropped_overflow.get(),
+            dropped_disconnected: m.dropped_disconnected.get(),
+            dropped_invalid: m.dropped_invalid.get(),
+            bad_frames: m.bad_frames.get(),
             queue_depth,
             queue_bytes,
             queue_high_water,
@@ -363,7 +420,7 @@ impl Outbox for ManagerHandle {
     }
 
     fn connection_count(&self) -> u64 {
-        self.shared.counters.connections.load(Ordering::SeqCst)
+        self.shared.metrics.connections.get()
     }
 }
 
@@ -397,7 +454,7 @@ where
 {
     let shared = Arc::new(Shared::new(&config));
     // Up at once, so that producers that check `is_connected` send their initial data.
-    shared.connected.store(true, Ordering::SeqCst);
+    shared.set_connected(true);
     let task = tokio::spawn(stdout::run(writer, config, shared.clone(), shutdown));
     (ManagerHandle { shared }, task)
 }

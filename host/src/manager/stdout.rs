@@ -44,6 +44,6 @@ where
         Ok(r) => r?,
         Err(_) => debug!("stdout flush timed out after {:?}", config.shutdown_flush),
     }
-    shared.connected.store(false, std::sync::atomic::Ordering::SeqCst);
+    shared.set_connected(false);
     Ok(())
 }

@@ -157,7 +157,7 @@ pub(super) async fn run(config: LinkConfig, shared: Arc<Shared>, mut shutdown: S
                         return Ok(());
                     }
                     SessionEnd::Lost(reason) => {
-                        shared.counters.disconnections.fetch_add(1, Ordering::Relaxed);
+                        shared.metrics.disconnections.inc();
                         let reason = scrub(&url, reason);
                         warn!("lost the connection to the LOVE-manager at {url}: {reason}; reconnecting");
                         shared.set_error(Some(format!("lost the connection to the LOVE-manager at {url}: {reason}")));
@@ -175,7 +175,7 @@ pub(super) async fn run(config: LinkConfig, shared: Arc<Shared>, mut shutdown: S
                 continue;
             }
             Ok(Err(WsError::Http(response))) if response.status().as_u16() == 403 => {
-                shared.counters.password_rejections.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.password_rejections.inc();
                 (FailKind::Rejected, format!("the LOVE-manager at {url} rejected the password (HTTP 403)"))
             }
             Ok(Err(WsError::Http(response))) => (
@@ -200,7 +200,9 @@ pub(super) async fn run(config: LinkConfig, shared: Arc<Shared>, mut shutdown: S
                 format!("cannot connect to the LOVE-manager at {url}: no answer within {:?}", config.connect_timeout),
             ),
         };
-        shared.counters.connect_failures.fetch_add(1, Ordering::Relaxed);
+        if kind != FailKind::Rejected {
+            shared.metrics.other_connect_failures.inc();
+        }
         failures.log(kind, &text);
         shared.set_error(Some(text));
         wait = jittered(config.reconnect_wait);
@@ -443,7 +445,7 @@ fn handle_text(shared: &Shared, text: String) {
 
 /// Count a bad frame and warn about it, at most a burst a minute (see `limit.rs`).
 fn bad_frame(shared: &Shared, why: &str) {
-    shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.bad_frames.inc();
     if let Some(note) = shared.bad_frame_log.admit() {
         warn!("{why}{note}");
     }

@@ -1,7 +1,10 @@
 //! Plugins: loading `.so` files and the registry of producer types they provide.
 
+pub mod copies;
+pub mod listing;
 pub mod loader;
 pub mod quarantine;
+pub mod startup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,66 @@
+//! The running producers: started from the factory's decisions, each on the manager link of
+//! its component, and stopped together within one bound.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::factory::{Assignment, ProducerDefaults, ProducerSource};
+use crate::manager::Outbox;
+use crate::plugin::LoadedPlugin;
+use crate::runtime::{spawn_producer, ProducerHandle, RuntimeContext};
+use crate::sal::catalog::TopicCatalog;
+
+/// A running producer as the host manages it.
+pub struct ManagedProducer {
+    /// The running producer.
+    pub handle: ProducerHandle,
+    /// The plugin serving it (`None`: built-in base).
+    pub plugin: Option<Arc<LoadedPlugin>>,
+}
+
+/// Start the producer of every assignment, with the outbox `outbox_of` gives its component.
+/// The first that cannot start is an error (the caller stops the others).
+pub fn start_all(
+    assignments: &[Assignment],
+    defaults: &ProducerDefaults,
+    catalog: &TopicCatalog,
+    ctx: &RuntimeContext,
+    outbox_of: impl Fn(&Assignment) -> Arc<dyn Outbox>,
+) -> Result<Vec<ManagedProducer>, String> {
+    let mut managed = Vec::with_capacity(assignments.len());
+    for a in assignments {
+        let ctx = RuntimeContext { outbox: outbox_of(a), ..ctx.clone() };
+        let handle = spawn_producer(a.producer_spec(defaults, catalog), ctx)?;
+        let plugin = match &a.source {
+            ProducerSource::Plugin(p) => Some(p.clone()),
+            ProducerSource::Base => None,
+        };
+        managed.push(ManagedProducer { handle, plugin });
+    }
+    Ok(managed)
+}
+
+/// Wait for the producers' threads to end, all together, within one `bound`; a producer stuck
+/// in a call is abandoned (its thread ends with the process), and the log says which.
+pub async fn stop_all(managed: Vec<ManagedProducer>, bound: Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    let waits = managed.into_iter().map(|mut m| async move {
+        if tokio::time::timeout_at(deadline, &mut m.handle.task).await.is_err() {
+            abandoned(&m.handle, bound);
+        }
+    });
+    futures_util::future::join_all(waits).await;
+}
+
+fn abandoned(handle: &ProducerHandle, bound: Duration) {
+    let label = handle.current.lock().map(|c| c.label.clone()).unwrap_or_default();
+    let stuck = handle.status.clock.stuck_call(crate::watchdog::mono_ns());
+    let call = stuck.map(|s| format!(" (stuck in {} for {:.1} s)", s.call.describe(), s.elapsed.as_secs_f64()));
+    warn!(
+        component = %handle.component.name, index = handle.component.index, plugin = %label,
+        "producer {} ({label}) did not stop within {:.0} s{}; abandoned",
+        handle.component, bound.as_secs_f64(), call.unwrap_or_default()
+    );
+}
