@@ -1,28 +1,44 @@
 //! love-host: one process that hosts LOVE producers as plugins and owns the link to the
 //! LOVE-manager. The binary (`src/main.rs`) is a thin layer over this library.
 //!
+//! No `unsafe` code: the calls that need it (the crash handler, process queries) live in the
+//! `love-host-sys` crate behind safe functions. One exception remains: the Kafka source's
+//! partition consumer (`sal/kafka/consumer.rs`) calls librdkafka directly, so `sal` is the one
+//! module allowed `unsafe` until that consumer moves into a crate of its own; everything else
+//! is checked.
+//!
 //! What each module owns:
 //! - [`admin`]: the admin HTTP endpoint (`/healthz`, `/readyz`, `/metrics`, `/producers`).
-//! - [`app`]: the binary's commands, wiring the modules below together.
+//! - [`app`]: a run of the producers, wiring the modules below together (nothing else).
 //! - [`base`]: the built-in `base` producer, for a name that is not a known CSC.
-//! - [`cli`]: the command line (clap).
+//! - [`cli`]: the command line's syntax (clap): options, subcommands, their help.
 //! - [`clock`]: the wall clock (`unix_now`), the one source of Unix time in the host.
 //! - [`component`]: component names (`Name` or `Name:index`), parsed as salobj does.
-//! - [`config`]: the configuration file (`--config`), merged with the command line.
+//! - [`config`]: the configuration in force, resolved once from the command line, the
+//!   environment and the `--config` file, and validated.
 //! - [`crash`]: the crash record a fault inside plugin code leaves behind.
-//! - [`deploy`]: hot deployment: plugins added, upgraded and removed while the host runs.
-//! - [`factory`]: which producer type serves each configured component, and why.
+//! - [`deploy`]: hot deployment: the directory watched, changes turned into actions, producers
+//!   swapped, failed upgrades undone.
+//! - [`factory`]: which producer type serves each configured component, and why; how it is made.
+//! - [`links`]: the manager links of a run, each component routed to its own.
 //! - [`locks`]: poison-tolerant locking, the one way the host takes a `Mutex` or `RwLock`.
+//! - [`logging`]: log lines (text or JSON, redacted) and the panic hook.
 //! - [`manager`]: the link to the LOVE-manager (websocket or standard output).
-//! - [`plugin`]: loading plugin `.so` files, screening and quarantining them, and the registry
-//!   of producer types they provide.
+//! - [`metrics`]: the `/metrics` registry: every owner's metrics, registered once.
+//! - [`plugin`]: loading plugin `.so` files (from private copies), screening and quarantining
+//!   them, the registry of producer types they provide, and `love-host plugins`.
+//! - [`producers`]: the running producers, started from the factory's decisions and stopped
+//!   together.
 //! - [`runtime`]: the producer runtime: one thread per producer, its supervisor, snapshots and
 //!   the swap on a hot upgrade.
 //! - [`sal`]: SAL sources (the simulator, Kafka, replay), the catalog of topics and the bus
 //!   that fans samples out to producers.
-//! - [`shutdown`]: graceful shutdown: one trigger, any number of listeners.
+//! - [`shutdown`]: graceful shutdown: one trigger (SIGINT, SIGTERM), any number of listeners.
+//! - [`source`]: the SAL source a run's configuration chooses, recorded with `--record`.
 //! - [`topics`]: the topic catalog in force and `love-host catalog`, which shows it.
 //! - [`watchdog`]: the producer call watchdog (which plugin call runs, since when, for how long).
+
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod app;
@@ -42,6 +58,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod producers;
 pub mod runtime;
+#[allow(unsafe_code)]
 pub mod sal;
 pub mod shutdown;
 pub mod source;

@@ -48,28 +48,18 @@ impl Drop for CopiesGuard {
     }
 }
 
-/// Whether process `pid` is alive (or exists but belongs to someone else).
-fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return true; // not a process id: never treat as dead
-    }
-    // Signal 0 checks existence only.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
 /// At start: remove what processes that no longer run left behind (a crash or SIGKILL skips
 /// every exit path): the default copy directories `love-host-<pid>-plugins` under `tmp`, and
 /// the `<pid>-…` copies in `copies_dir` (a `--plugin-copies-dir` shared across runs). Only
 /// entries of this user whose pid is not alive (or is this process's: it must run before the
 /// first copy is made) are touched. Returns how many were removed.
 pub fn remove_stale_copies(tmp: &Path, copies_dir: &Path) -> usize {
-    let uid = unsafe { libc::geteuid() };
+    let uid = love_host_sys::effective_uid();
     let mine = |m: &std::fs::Metadata| m.uid() == uid;
     // This process's own pid counts as dead: it has made no copies yet, so any are a previous
     // process's (in a container every start has the same pid).
     let me = std::process::id() as i32;
-    let dead = |pid: &str| pid.parse::<i32>().is_ok_and(|p| p == me || !pid_alive(p));
+    let dead = |pid: &str| pid.parse::<i32>().is_ok_and(|p| p == me || !love_host_sys::process_exists(p));
     let mut removed = 0;
     if let Ok(entries) = std::fs::read_dir(tmp) {
         for e in entries.flatten() {
@@ -109,7 +99,7 @@ mod tests {
         std::fs::create_dir_all(&copies).unwrap();
         let me = std::process::id();
         // The parent (the test runner) is alive and not this process.
-        let parent = unsafe { libc::getppid() };
+        let parent = std::os::unix::process::parent_id();
         for name in ["love-host-99999999-plugins".to_string(), format!("love-host-{parent}-plugins")] {
             std::fs::create_dir_all(tmp.join(&name)).unwrap();
             std::fs::write(tmp.join(&name).join("x.so"), b"copy").unwrap();

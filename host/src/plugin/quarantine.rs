@@ -24,7 +24,7 @@ pub fn default_state_dir() -> PathBuf {
         let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_string();
         return PathBuf::from(first);
     }
-    if unsafe { libc::geteuid() } == 0 {
+    if love_host_sys::effective_uid() == 0 {
         return PathBuf::from("/var/lib/love-host");
     }
     if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
@@ -33,7 +33,7 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty() && Path::new(h).is_dir()) {
         return PathBuf::from(h).join(".local/state/love-host");
     }
-    std::env::temp_dir().join(format!("love-host-state-{}", unsafe { libc::geteuid() }))
+    std::env::temp_dir().join(format!("love-host-state-{}", love_host_sys::effective_uid()))
 }
 
 /// The identity of a file's contents.
