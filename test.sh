@@ -19,4 +19,6 @@ fi
 export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 # The SDK's documentation is part of the plugin kit: it must build without a warning.
 RUSTDOCFLAGS="-D warnings" cargo doc -p love-plugin-api --no-deps --quiet
+# The host's modules must not import each other in a circle.
+.ci/module-cycles
 cargo test --workspace --no-fail-fast "$@"

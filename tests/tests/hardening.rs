@@ -123,15 +123,23 @@ fn a_fatal_start_up_error_leaves_no_plugin_copies_and_stale_ones_are_removed() {
     let live = tmp.join(format!("love-host-{}-plugins", std::process::id()));
     std::fs::create_dir_all(&live).unwrap();
     let dir = plugin_dir("copies", &[plugin_so("csc")]);
-    let mut host = HostProcess::start_with_env(
-        &["--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "--manager-url", "ftp://nowhere/"],
-        &[("TMPDIR", tmp.to_str().unwrap())],
-    );
+    let env = [("TMPDIR", tmp.to_str().unwrap())];
+    // Bad configuration is refused before anything is loaded or copied.
+    let args = ["--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "--manager-url", "ftp://nowhere/"];
+    let mut host = HostProcess::start_with_env(&args, &env);
+    let status = host.wait_exit(Duration::from_secs(30));
+    let log = host.stderr().join("\n");
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("ftp://nowhere"), "{log}");
+    assert!(!log.contains("loaded plugin"), "refused before the plugins are loaded\n{log}");
+    // An error found once the plugins are copied and loaded (a type no plugin provides).
+    let args = ["--plugin-dir", dir.to_str().unwrap(), "--components", "ATDome", "--producer-type", "ATDome=m1m3"];
+    let mut host = HostProcess::start_with_env(&args, &env);
     let status = host.wait_exit(Duration::from_secs(30));
     let log = host.stderr().join("\n");
     assert!(!status.success(), "{log}");
     assert!(log.contains("loaded plugin csc"), "the plugins were copied and loaded before the error\n{log}");
-    assert!(log.contains("ftp://nowhere"), "{log}");
+    assert!(log.contains("\"m1m3\""), "{log}");
     let left = entries(&tmp);
     assert_eq!(left, vec![format!("love-host-{}-plugins", std::process::id())], "only the live process's dir is left");
     let _ = std::fs::remove_dir_all(&tmp);

@@ -874,10 +874,8 @@ async fn run_summit(args: &Args, sink: &Sink) -> anyhow::Result<()> {
         producers.push(spawn_producer(spec, ctx.clone()).map_err(|e| anyhow::anyhow!(e))?);
     }
     wait_until("the link to the sink", Duration::from_secs(10), || link.is_connected()).await?;
-    let samples_before: u64 = producers.iter().map(|p| p.status.samples.get()).sum();
     let window = measure(sink, None, warmup, duration).await;
     let samples_after: u64 = producers.iter().map(|p| p.status.samples.get()).sum();
-    let _ = samples_before;
     report(sink, &window, &link, &producers);
     println!(
         "note              host CPU includes the simulator and the MTM1M3 generator (stand-ins for the Kafka reader); samples handled by producers ~{:.0}/s over the run",

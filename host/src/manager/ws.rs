@@ -174,27 +174,7 @@ pub(super) async fn run(config: LinkConfig, shared: Arc<Shared>, mut shutdown: S
                 };
                 continue;
             }
-            Ok(Err(WsError::Http(response))) if response.status().as_u16() == 403 => {
-                shared.metrics.password_rejections.inc();
-                (FailKind::Rejected, format!("the LOVE-manager at {url} rejected the password (HTTP 403)"))
-            }
-            Ok(Err(WsError::Http(response))) => (
-                FailKind::Other,
-                format!("the LOVE-manager at {url} refused the websocket handshake (HTTP {})", response.status()),
-            ),
-            Ok(Err(WsError::Url(e))) => {
-                let reason = scrub(&url, e.to_string());
-                error!("cannot connect to the LOVE-manager at {url}: {reason}");
-                return Err(LinkError::Fatal { url: url.to_string(), reason });
-            }
-            Ok(Err(WsError::Io(e))) => (
-                FailKind::Refused,
-                format!("cannot connect to the LOVE-manager at {url}: {}", scrub(&url, e.to_string())),
-            ),
-            Ok(Err(e)) => (
-                FailKind::Other,
-                format!("cannot connect to the LOVE-manager at {url}: {}", scrub(&url, e.to_string())),
-            ),
+            Ok(Err(e)) => failure(e, &url, &shared)?,
             Err(_) => (
                 FailKind::Other,
                 format!("cannot connect to the LOVE-manager at {url}: no answer within {:?}", config.connect_timeout),
@@ -214,6 +194,29 @@ pub(super) async fn run(config: LinkConfig, shared: Arc<Shared>, mut shutdown: S
     Ok(())
 }
 
+/// What a failed connection attempt was, and how to say it; `Err` when retrying cannot help.
+fn failure(e: WsError, url: &ManagerUrl, shared: &Shared) -> Result<(FailKind, String), LinkError> {
+    Ok(match e {
+        WsError::Http(response) if response.status().as_u16() == 403 => {
+            shared.metrics.password_rejections.inc();
+            (FailKind::Rejected, format!("the LOVE-manager at {url} rejected the password (HTTP 403)"))
+        }
+        WsError::Http(response) => (
+            FailKind::Other,
+            format!("the LOVE-manager at {url} refused the websocket handshake (HTTP {})", response.status()),
+        ),
+        WsError::Url(e) => {
+            let reason = scrub(url, e.to_string());
+            error!("cannot connect to the LOVE-manager at {url}: {reason}");
+            return Err(LinkError::Fatal { url: url.to_string(), reason });
+        }
+        WsError::Io(e) => {
+            (FailKind::Refused, format!("cannot connect to the LOVE-manager at {url}: {}", scrub(url, e.to_string())))
+        }
+        e => (FailKind::Other, format!("cannot connect to the LOVE-manager at {url}: {}", scrub(url, e.to_string()))),
+    })
+}
+
 enum SessionEnd {
     Shutdown,
     Lost(String),
@@ -226,113 +229,43 @@ fn ms_since(base: Instant) -> u64 {
     base.elapsed().as_millis() as u64
 }
 
+type WsSink = futures_util::stream::SplitSink<WsStream, Message>;
+type WsSource = futures_util::stream::SplitStream<WsStream>;
+
+/// When the manager was last heard from, for the keepalive: milliseconds since `base`.
+struct Heard {
+    base: Instant,
+    last_rx: AtomicU64,
+}
+
+impl Heard {
+    fn now(&self) {
+        self.last_rx.store(ms_since(self.base), Ordering::Relaxed);
+    }
+
+    fn at(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_rx.load(Ordering::Relaxed))
+    }
+}
+
 /// One connection, from the handshake to its end.
 async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &mut Shutdown) -> SessionEnd {
     let (mut sink, mut stream) = ws.split();
-    let base = Instant::now();
-    let last_rx = AtomicU64::new(0);
+    let heard = Heard { base: Instant::now(), last_rx: AtomicU64::new(0) };
     let ping_interval = config.ping_interval.max(Duration::from_millis(10));
     // Messages handed to the websocket but not yet flushed to the socket: on a failure they
     // are put back at the front of the queue (they may or may not have reached the manager).
     let mut inflight: Vec<Outgoing> = Vec::new();
     shared.up();
-
-    let period = config.resubscribe_period.max(Duration::from_millis(10));
-    let resubscribe = async {
-        let mut timer = tokio::time::interval_at(Instant::now() + period, period);
-        loop {
-            timer.tick().await;
-            shared.emit(LinkEvent::Resubscribe);
-        }
-    };
-
-    let writer = async {
-        let mut last_ping = 0u64;
-        let ping_due = |last_ping: u64| {
-            base + Duration::from_millis(last_rx.load(Ordering::Relaxed).max(last_ping)) + ping_interval
-        };
-        loop {
-            // Feed what is queued and flush once per batch: one write for many frames rather
-            // than one per message (tungstenite also writes out when its buffer fills).
-            while let Some(msg) = shared.pop() {
-                let text = msg.text.clone();
-                inflight.push(msg);
-                sink.feed(Message::Text(text)).await.map_err(|e| format!("send failed: {e}"))?;
-                if inflight.len() >= MAX_BATCH {
-                    sink.flush().await.map_err(|e| format!("send failed: {e}"))?;
-                    for m in inflight.drain(..) {
-                        shared.count_sent(m.category);
-                    }
-                    // A link that always has a backlog still pings, or the watchdog would take
-                    // a slow but healthy connection for a dead one.
-                    if Instant::now() >= ping_due(last_ping) {
-                        sink.send(Message::Ping(Vec::new())).await.map_err(|e| format!("ping failed: {e}"))?;
-                        last_ping = ms_since(base);
-                    }
-                }
-            }
-            if !inflight.is_empty() {
-                sink.flush().await.map_err(|e| format!("send failed: {e}"))?;
-                for m in inflight.drain(..) {
-                    shared.count_sent(m.category);
-                }
-            }
-            let due = ping_due(last_ping);
-            tokio::select! {
-                _ = shared.notify.notified() => {}
-                _ = tokio::time::sleep_until(due) => {
-                    sink.send(Message::Ping(Vec::new())).await.map_err(|e| format!("ping failed: {e}"))?;
-                    last_ping = ms_since(base);
-                }
-            }
-        }
-        #[allow(unreachable_code)]
-        Ok::<(), String>(())
-    };
-
-    let reader = async {
-        loop {
-            match stream.next().await {
-                None => return "the connection ended".to_string(),
-                Some(Err(e)) => return format!("receive failed: {e}"),
-                Some(Ok(msg)) => {
-                    last_rx.store(ms_since(base), Ordering::Relaxed);
-                    match msg {
-                        Message::Text(text) => handle_text(shared, text),
-                        Message::Binary(b) => bad_frame(
-                            shared,
-                            &format!("binary frame of {} bytes from the LOVE-manager ignored", b.len()),
-                        ),
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                        Message::Close(frame) => {
-                            return match frame {
-                                Some(f) => format!("closed by the manager ({} {})", f.code, f.reason),
-                                None => "closed by the manager".to_string(),
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-
-    let watchdog = async {
-        let limit = ping_interval + config.pong_timeout;
-        loop {
-            let deadline = base + Duration::from_millis(last_rx.load(Ordering::Relaxed)) + limit;
-            if Instant::now() >= deadline {
-                return format!("no answer to keepalive pings for {limit:?}");
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    };
-
     let end = tokio::select! {
         _ = shutdown.wait() => None,
-        r = writer => Some(match r { Err(e) => e, Ok(()) => "writer ended".into() }),
-        reason = reader => Some(reason),
-        reason = watchdog => Some(reason),
-        _ = resubscribe => None,
+        r = write_queue(&mut sink, shared, &mut inflight, &heard, ping_interval) => Some(match r {
+            Err(e) => e,
+            Ok(()) => "writer ended".into(),
+        }),
+        reason = read_frames(&mut stream, shared, &heard) => Some(reason),
+        reason = keepalive_watchdog(&heard, ping_interval + config.pong_timeout) => Some(reason),
+        _ = resubscribe(shared, config.resubscribe_period.max(Duration::from_millis(10))) => None,
     };
     // They may or may not have reached the manager: send them again rather than lose them.
     for msg in inflight.drain(..).rev() {
@@ -347,14 +280,107 @@ async fn session(ws: WsStream, config: &LinkConfig, shared: &Shared, shutdown: &
     }
 }
 
+/// Re-send the subscriptions every `period` while connected.
+async fn resubscribe(shared: &Shared, period: Duration) {
+    let mut timer = tokio::time::interval_at(Instant::now() + period, period);
+    loop {
+        timer.tick().await;
+        shared.emit(LinkEvent::Resubscribe);
+    }
+}
+
+/// Write what is queued, in batches, and ping when the manager has been quiet for
+/// `ping_interval`. Ends only with an error.
+async fn write_queue(
+    sink: &mut WsSink,
+    shared: &Shared,
+    inflight: &mut Vec<Outgoing>,
+    heard: &Heard,
+    ping_interval: Duration,
+) -> Result<(), String> {
+    let mut last_ping = 0u64;
+    let ping_due = |last_ping: u64| {
+        heard.base + Duration::from_millis(heard.last_rx.load(Ordering::Relaxed).max(last_ping)) + ping_interval
+    };
+    loop {
+        // Feed what is queued and flush once per batch: one write for many frames rather
+        // than one per message (tungstenite also writes out when its buffer fills).
+        while let Some(msg) = shared.pop() {
+            let text = msg.text.clone();
+            inflight.push(msg);
+            sink.feed(Message::Text(text)).await.map_err(|e| format!("send failed: {e}"))?;
+            if inflight.len() >= MAX_BATCH {
+                flush(sink, shared, inflight).await?;
+                // A link that always has a backlog still pings, or the watchdog would take
+                // a slow but healthy connection for a dead one.
+                if Instant::now() >= ping_due(last_ping) {
+                    sink.send(Message::Ping(Vec::new())).await.map_err(|e| format!("ping failed: {e}"))?;
+                    last_ping = ms_since(heard.base);
+                }
+            }
+        }
+        if !inflight.is_empty() {
+            flush(sink, shared, inflight).await?;
+        }
+        let due = ping_due(last_ping);
+        tokio::select! {
+            _ = shared.notify.notified() => {}
+            _ = tokio::time::sleep_until(due) => {
+                sink.send(Message::Ping(Vec::new())).await.map_err(|e| format!("ping failed: {e}"))?;
+                last_ping = ms_since(heard.base);
+            }
+        }
+    }
+}
+
+/// Flush the frames fed and count them sent.
+async fn flush(sink: &mut WsSink, shared: &Shared, inflight: &mut Vec<Outgoing>) -> Result<(), String> {
+    sink.flush().await.map_err(|e| format!("send failed: {e}"))?;
+    for m in inflight.drain(..) {
+        shared.count_sent(m.category);
+    }
+    Ok(())
+}
+
+/// Read the manager's frames until the connection ends; returns why it ended.
+async fn read_frames(stream: &mut WsSource, shared: &Shared, heard: &Heard) -> String {
+    loop {
+        let msg = match stream.next().await {
+            None => return "the connection ended".to_string(),
+            Some(Err(e)) => return format!("receive failed: {e}"),
+            Some(Ok(msg)) => msg,
+        };
+        heard.now();
+        match msg {
+            Message::Text(text) => handle_text(shared, text),
+            Message::Binary(b) => {
+                bad_frame(shared, &format!("binary frame of {} bytes from the LOVE-manager ignored", b.len()))
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            Message::Close(frame) => {
+                return match frame {
+                    Some(f) => format!("closed by the manager ({} {})", f.code, f.reason),
+                    None => "closed by the manager".to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// Ends when nothing has come from the manager for `limit`.
+async fn keepalive_watchdog(heard: &Heard, limit: Duration) -> String {
+    loop {
+        let deadline = heard.at() + limit;
+        if Instant::now() >= deadline {
+            return format!("no answer to keepalive pings for {limit:?}");
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
 /// Graceful end: flush the queue (bounded by `shutdown_flush`), send a close frame and wait a
 /// little for the manager's.
-async fn close(
-    sink: &mut futures_util::stream::SplitSink<WsStream, Message>,
-    stream: &mut futures_util::stream::SplitStream<WsStream>,
-    config: &LinkConfig,
-    shared: &Shared,
-) {
+async fn close(sink: &mut WsSink, stream: &mut WsSource, config: &LinkConfig, shared: &Shared) {
     let flush = async {
         while let Some(msg) = shared.pop() {
             let category = msg.category;
