@@ -255,3 +255,69 @@ fn register_deploy(registry: &mut Registry, deploy: &DeployStats) {
     .map(|(outcome, c)| (OutcomeLabels { outcome: outcome.into() }, c.clone()));
     registry.register("deploy_attempts", "Hot deployments by outcome", Members(outcomes.to_vec()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sal::{CommandAck, SalCommand, SalError, SampleTx};
+
+    struct Counting;
+
+    impl SalSource for Counting {
+        fn name(&self) -> &str {
+            "test"
+        }
+
+        fn subscribe(&self, _: &str, _: i64, _: bool, _: SampleTx) -> Result<(), SalError> {
+            Ok(())
+        }
+
+        fn command(
+            &self,
+            _: SalCommand,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = CommandAck> + Send + 'static>> {
+            Box::pin(async { CommandAck { code: 0, result: String::new() } })
+        }
+
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            vec![("delivered", 7)]
+        }
+    }
+
+    #[test]
+    fn registered_once_the_owners_updates_show_at_each_scrape() {
+        let status = Arc::new(ProducerStatus::new());
+        let component = ComponentName { name: "ATDome".into(), index: 0 };
+        let deploy = DeployStats::default();
+        let metrics = Metrics::new(&[(component, status.clone())], &[], &deploy, Arc::new(Counting));
+        let text = metrics.encode();
+        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).map(str::to_string);
+        assert_eq!(
+            line("love_host_heartbeat_lost{").as_deref(),
+            Some(r#"love_host_heartbeat_lost{component="ATDome",index="0"} -1"#)
+        );
+        assert_eq!(
+            line("love_host_last_sample_age_seconds{").as_deref(),
+            Some(r#"love_host_last_sample_age_seconds{component="ATDome",index="0"} -1"#)
+        );
+        assert!(text.contains("# HELP love_host_messages_sent Messages producers sent, by component and category.\n"));
+        assert!(text.contains(r#"love_host_sal_source_records_total{source="test",counter="delivered"} 7"#), "{text}");
+        assert!(text.contains("# HELP love_host_sal_source_records The SAL source's own counters (Kafka: decoded, delivered, out_of_order_dropped, skipped_undecodable...).\n"));
+        assert!(text.contains("love_host_sal_ready 1\n"));
+        status.sent_other.inc();
+        status.panics.inc_by(2);
+        status.heartbeat_lost.set(3);
+        deploy.swaps_ok.inc();
+        deploy.library_copies.set(4);
+        let text = metrics.encode();
+        for expected in [
+            r#"love_host_messages_sent_total{component="ATDome",index="0",category="other"} 1"#,
+            r#"love_host_producer_panics_total{component="ATDome",index="0"} 2"#,
+            r#"love_host_heartbeat_lost{component="ATDome",index="0"} 3"#,
+            r#"love_host_deploy_attempts_total{outcome="swap_ok"} 1"#,
+            "love_host_plugin_library_copies 4",
+        ] {
+            assert!(text.lines().any(|l| l == expected), "{expected} in\n{text}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! environment and the `--config` file into one [`Config`]: everything the host refuses as
 //! bad configuration is refused here, before anything starts, and no field is filled in later.
 
+mod error;
 mod file;
 mod links;
 
@@ -11,17 +12,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use error::ConfigError;
 pub use file::{ConfigFileError, LinkSpec};
 pub use links::{link_of, LinkPlan};
 
 use crate::cli::{Cli, Command, LogFormat, LogLevel, RunArgs, SalArg};
-use crate::component::{ComponentName, NameError};
-use crate::factory::{parse_overrides, FactoryError, ProducerDefaults};
-use crate::manager::ConfigError as LinkConfigError;
+use crate::component::ComponentName;
+use crate::factory::{parse_overrides, ProducerDefaults};
 use crate::plugin::quarantine;
 use crate::sal::replay::ReplayOptions;
 use crate::sal::sim::HeartbeatStop;
-use crate::sal::SalError;
 
 /// What the binary is asked to do.
 #[derive(Debug)]
@@ -121,106 +121,6 @@ pub enum SalChoice {
     },
     /// Kafka (its settings are salobj's environment variables, read by the source).
     Kafka,
-}
-
-/// Configuration the host refuses.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The configuration file.
-    #[error(transparent)]
-    File(#[from] ConfigFileError),
-    /// The command line's parser refused the arguments.
-    #[error("{0}")]
-    CommandLine(String),
-    /// A subcommand named after an option.
-    #[error("`{0}` is a subcommand: give it first, before any option (love-host {0} --help)")]
-    SubcommandAfterOption(String),
-    /// A malformed component name.
-    #[error(transparent)]
-    Component(#[from] NameError),
-    /// No component.
-    #[error("At least one component must be provided (positional, --components, or LOVE_CSC_PRODUCER)")]
-    NoComponents,
-    /// A component given twice.
-    #[error("component {0} is listed twice")]
-    ComponentTwice(ComponentName),
-    /// A malformed `--producer-type`.
-    #[error(transparent)]
-    Factory(#[from] FactoryError),
-    /// A malformed `--setting`.
-    #[error("--setting {0:?} is not of the form NAME=VALUE")]
-    Setting(String),
-    /// A duration that is not a positive number of seconds.
-    #[error("{what} must be a positive number of seconds, got {value}")]
-    NotPositive {
-        /// The option.
-        what: &'static str,
-        /// Its value.
-        value: f64,
-    },
-    /// A duration too large to represent.
-    #[error("{what} is too large: {value} seconds")]
-    TooLarge {
-        /// The option.
-        what: &'static str,
-        /// Its value.
-        value: f64,
-    },
-    /// The default manager link.
-    #[error(transparent)]
-    Link(#[from] LinkConfigError),
-    /// A `[[links]]` table without a usable name.
-    #[error("[[links]] {0:?}: a link needs a name other than \"default\" (the link of the other components)")]
-    LinkName(String),
-    /// Two `[[links]]` tables with one name.
-    #[error("[[links]] {0}: two links have this name")]
-    LinkTwice(String),
-    /// A `[[links]]` table's components.
-    #[error("[[links]] {link}: components")]
-    LinkComponents {
-        /// The link.
-        link: String,
-        /// Why.
-        #[source]
-        source: NameError,
-    },
-    /// A `[[links]]` component that is not served.
-    #[error("[[links]] {link}: component {component} is not among the configured components")]
-    LinkUnknownComponent {
-        /// The link.
-        link: String,
-        /// The component.
-        component: ComponentName,
-    },
-    /// A component on two links.
-    #[error("[[links]] {link}: component {component} is already sent to another link")]
-    LinkComponentTaken {
-        /// The link.
-        link: String,
-        /// The component.
-        component: ComponentName,
-    },
-    /// A `[[links]]` table's URL.
-    #[error("[[links]] {link}: url")]
-    LinkUrl {
-        /// The link.
-        link: String,
-        /// Why.
-        #[source]
-        source: LinkConfigError,
-    },
-    /// `--sim-rate`.
-    #[error("--sim-rate must be a positive number, got {0}")]
-    SimRate(f64),
-    /// `--sim-stop-heartbeat`.
-    #[error("--sim-stop-heartbeat")]
-    HeartbeatStop(#[source] SalError),
-    /// `--sal replay` without a file.
-    #[error("--sal replay needs --replay FILE")]
-    ReplayWithoutFile,
-    /// `--replay-speed`.
-    #[error("--replay-speed must be 0 (as fast as possible) or a positive factor, got {0}")]
-    ReplaySpeed(f64),
 }
 
 impl Config {
@@ -490,5 +390,52 @@ settings = ["FINISHED_SCRIPTS_LIST_SIZE=20", "UPDATE_SCRIPTS_SCHEMA_ON_START=fal
         let err = parse_with_config(argv(&["love-host", "--plugin-dir", "/x", "plugins"])).unwrap_err();
         assert!(err.to_string().contains("`plugins` is a subcommand"), "{err}");
         assert!(parse_with_config(argv(&["love-host", "catalog", "ATDome"])).is_ok());
+    }
+
+    fn resolve_args(args: &[&str]) -> Result<RunConfig, ConfigError> {
+        let (cli, links) = parse(args)?;
+        RunConfig::resolve(&cli.run, &links)
+    }
+
+    #[test]
+    fn a_run_is_resolved_whole_or_refused() {
+        let run =
+            resolve_args(&["love-host", "Watcher", "ScriptQueue:1", "--setting", "A = b", "--sink", "stdout"]).unwrap();
+        assert_eq!(run.components.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["Watcher:0", "ScriptQueue:1"]);
+        assert_eq!(run.producers.settings.get("A").map(String::as_str), Some("b"));
+        assert_eq!(run.producers.settings.get("telemetry_period").map(String::as_str), Some("2"));
+        assert_eq!(run.producers.call_timeout, std::time::Duration::from_secs(5));
+        assert_eq!((run.links.len(), run.links[0].name.as_str()), (1, "default"));
+        assert!(matches!(run.sal, SalChoice::Sim { rate, .. } if rate == 1.0));
+        assert!(run.plugins.is_none());
+        let with_dir = resolve_args(&["love-host", "ATDome", "--plugin-dir", "/opt/p", "--sink", "stdout"]).unwrap();
+        let copies = with_dir.plugins.expect("a plugin directory").copies_dir;
+        assert!(copies.ends_with(format!("love-host-{}-plugins", std::process::id())), "{}", copies.display());
+        let refused = |args: &[&str]| resolve_args(args).expect_err("refused").to_string();
+        assert!(refused(&["love-host", "--sink", "stdout"]).starts_with("At least one component"));
+        assert_eq!(
+            refused(&["love-host", "ATDome", "ATDome:0", "--sink", "stdout"]),
+            "component ATDome:0 is listed twice"
+        );
+        assert_eq!(
+            refused(&["love-host", "ATDome", "--setting", "=x", "--sink", "stdout"]),
+            "--setting \"=x\" is not of the form NAME=VALUE"
+        );
+        assert!(
+            refused(&["love-host", "ATDome", "--producer-type", "ATDome", "--sink", "stdout"]).contains("NAME=TYPE")
+        );
+        assert_eq!(
+            refused(&["love-host", "ATDome", "--telemetry-period", "0", "--sink", "stdout"]),
+            "--telemetry-period must be a positive number of seconds, got 0"
+        );
+        assert_eq!(
+            refused(&["love-host", "ATDome", "--sal", "sim", "--sim-rate=-1", "--sink", "stdout"]),
+            "--sim-rate must be a positive number, got -1"
+        );
+        assert_eq!(
+            refused(&["love-host", "ATDome", "--sal", "replay", "--sink", "stdout"]),
+            "--sal replay needs --replay FILE"
+        );
+        assert!(refused(&["love-host", "ATDome", "--manager-url", "ftp://nowhere/"]).contains("ftp://nowhere"));
     }
 }
