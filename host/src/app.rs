@@ -5,25 +5,68 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use tracing::info;
 
 use crate::admin::{AdminState, ProducerView};
 use crate::config::{RunConfig, SalChoice};
-use crate::deploy::{DeployStats, FactoryInputs, WatchedDir};
-use crate::factory::{assign, Assignment};
-use crate::links::Links;
+use crate::deploy::{DeployError, DeployStats, FactoryInputs, WatchedDir};
+use crate::factory::{assign, Assignment, FactoryError};
+use crate::links::{Links, LinksError};
 use crate::metrics::Metrics;
 use crate::plugin::copies::{remove_private_copies, remove_stale_copies, CopiesGuard};
+use crate::plugin::startup::StartupError;
 use crate::plugin::PluginRegistry;
 use crate::producers::ManagedProducer;
 use crate::runtime::{RuntimeContext, RuntimeSettings};
 use crate::sal::catalog::TopicCatalog;
 use crate::sal::SalSource;
 use crate::shutdown::{self, Shutdown};
+use crate::source::SourceError;
+use crate::topics::TopicsError;
 
 /// How long the producers may take to stop, all together.
 const PRODUCERS_STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// Why a run could not start, or ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The plugin directory.
+    #[error(transparent)]
+    Plugins(#[from] StartupError),
+    /// The topic catalog.
+    #[error(transparent)]
+    Catalog(#[from] TopicsError),
+    /// The factory's choice for a component.
+    #[error(transparent)]
+    Factory(#[from] FactoryError),
+    /// The async runtime.
+    #[error("starting the tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The signal handlers.
+    #[error("installing the SIGTERM and SIGINT handlers")]
+    Signals(#[source] std::io::Error),
+    /// The SAL source.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A producer that could not start.
+    #[error("{0}")]
+    Producer(String),
+    /// Hot deployment.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// The admin endpoint.
+    #[error("starting the admin endpoint on {addr}")]
+    Admin {
+        /// Its address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manager link.
+    #[error(transparent)]
+    Links(#[from] LinksError),
+}
 
 /// Everything decided before anything starts.
 pub struct Plan {
@@ -36,7 +79,7 @@ pub struct Plan {
 }
 
 /// Run the producers (the default command) until SIGINT or SIGTERM.
-pub fn run(config: RunConfig) -> anyhow::Result<()> {
+pub fn run(config: RunConfig) -> Result<(), RunError> {
     crate::logging::init(config.log_level, config.log_format);
     crate::plugin::loader::set_max_plugin_size(config.max_plugin_size);
     // Removes this process's plugin copies on every way out of this function, errors included.
@@ -50,12 +93,12 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("love-host")
         .build()
-        .context("starting the tokio runtime")?;
+        .map_err(RunError::Runtime)?;
     runtime.block_on(run_async(config, plan))
 }
 
 /// Load the plugins and the catalog, and choose a producer for each component.
-pub fn plan(config: &RunConfig) -> anyhow::Result<Plan> {
+pub fn plan(config: &RunConfig) -> Result<Plan, RunError> {
     let registry = match &config.plugins {
         Some(p) => crate::plugin::startup::load_registry(&p.dir, &p.copies_dir, &config.state_dir)?,
         None => {
@@ -77,10 +120,10 @@ pub fn plan(config: &RunConfig) -> anyhow::Result<Plan> {
     Ok(Plan { assignments, catalog: Arc::new(catalog), registry })
 }
 
-async fn run_async(config: RunConfig, plan: Plan) -> anyhow::Result<()> {
+async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
     let (trigger, shutdown) = shutdown::channel();
     let trigger = Arc::new(trigger);
-    shutdown::on_signals(trigger.clone()).context("installing the SIGTERM and SIGINT handlers")?;
+    shutdown::on_signals(trigger.clone()).map_err(RunError::Signals)?;
     let sal =
         crate::source::open(&config.sal, config.record.as_deref(), plan.catalog.clone(), shutdown.clone()).await?;
     let mut links = Links::start(&config.links, &shutdown);
@@ -88,7 +131,7 @@ async fn run_async(config: RunConfig, plan: Plan) -> anyhow::Result<()> {
         Ok(m) => m,
         Err(e) => {
             trigger.trigger();
-            anyhow::bail!("{e}");
+            return Err(RunError::Producer(e));
         }
     };
     info!("love-host running: {} producer(s); stop with SIGINT or SIGTERM", managed.len());
@@ -123,9 +166,7 @@ async fn run_async(config: RunConfig, plan: Plan) -> anyhow::Result<()> {
             plugins_expected: config.plugins.is_some(),
             pulse: Arc::default(),
         };
-        crate::admin::serve(addr, state, shutdown.clone())
-            .await
-            .with_context(|| format!("starting the admin endpoint on {addr}"))?;
+        crate::admin::serve(addr, state, shutdown.clone()).await.map_err(|source| RunError::Admin { addr, source })?;
     }
 
     // Run until a signal, or until a link fails fatally.

@@ -17,19 +17,19 @@ fn main() -> std::process::ExitCode {
 
 fn run(config: Config) -> anyhow::Result<()> {
     match config {
-        Config::Catalog(c) => love_host::topics::show(
+        Config::Catalog(c) => Ok(love_host::topics::show(
             c.xml_dir.as_deref(),
             c.component.as_deref(),
             c.topic.as_deref(),
             &mut std::io::stdout(),
             &mut std::io::stderr(),
-        ),
+        )?),
         Config::Plugins(p) => {
             love_host::plugin::loader::set_max_plugin_size(p.max_plugin_size);
             let out = &mut std::io::stdout();
             Ok(love_host::plugin::listing::plugins_command(&p.plugin_dir, &p.state_dir, p.clear_quarantine, out)?)
         }
-        Config::Run(r) => love_host::app::run(*r),
+        Config::Run(r) => Ok(love_host::app::run(*r)?),
     }
 }
 

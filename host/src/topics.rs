@@ -5,13 +5,50 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::bail;
 use love_plugin_api::catalog::{ComponentCatalog, EnumInfo, TopicInfo};
 use tracing::{info, warn};
 
 use crate::component::ComponentName;
 
 use crate::sal::catalog::{ts_xml_version_of, CatalogError, TopicCatalog, BUILTIN_TS_XML_VERSION};
+
+/// Why the catalog could not be loaded or shown.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    /// The `--xml-dir` could not be read (the text holds its cause).
+    #[error("loading the topic catalog: {0}")]
+    Load(CatalogError),
+    /// `love-host catalog NAME` for a component the catalog lacks.
+    #[error(
+        "component {name:?} is not in the topic catalog ({catalog}){hint}; `love-host catalog` lists its {count} components"
+    )]
+    UnknownComponent {
+        /// The name asked for.
+        name: String,
+        /// Which catalog.
+        catalog: String,
+        /// ` (did you mean …?)`, or nothing.
+        hint: String,
+        /// How many components it has.
+        count: usize,
+    },
+    /// `love-host catalog NAME TOPIC` for a topic the component lacks.
+    #[error(
+        "{component} has no topic {topic:?} (among its events, telemetry and commands; {catalog}); `love-host catalog \
+         {component}` lists them"
+    )]
+    UnknownTopic {
+        /// The component.
+        component: String,
+        /// The topic asked for.
+        topic: String,
+        /// Which catalog.
+        catalog: String,
+    },
+    /// Writing the listing failed (a closed pipe).
+    #[error("writing the catalog")]
+    Write(#[from] std::io::Error),
+}
 
 /// A loaded catalog, where it came from, and the problems met loading it.
 pub struct LoadedCatalog {
@@ -25,12 +62,11 @@ pub struct LoadedCatalog {
 }
 
 /// The catalog of `xml_dir`, else the built-in one.
-pub fn load(xml_dir: Option<&Path>) -> anyhow::Result<LoadedCatalog> {
+pub fn load(xml_dir: Option<&Path>) -> Result<LoadedCatalog, TopicsError> {
     match xml_dir {
         Some(dir) => {
             // The error's text already holds its cause: `{e}`, not a context chain repeating it.
-            let (catalog, problems) =
-                TopicCatalog::load_dir(dir).map_err(|e| anyhow::anyhow!("loading the topic catalog: {e}"))?;
+            let (catalog, problems) = TopicCatalog::load_dir(dir).map_err(TopicsError::Load)?;
             let version = match ts_xml_version_of(dir) {
                 Some(v) => format!("ts_xml {v}"),
                 None => "ts_xml (version not recorded)".to_string(),
@@ -48,7 +84,7 @@ pub fn load(xml_dir: Option<&Path>) -> anyhow::Result<LoadedCatalog> {
 /// The catalog of a run, logged: `xml_dir`'s or the built-in one and, reading from Kafka, the
 /// served components' topics from their writer schemas in the registry (what the CSCs really
 /// publish; ts_xml keeps what schemas lack).
-pub fn for_run(xml_dir: Option<&Path>, components: &[ComponentName], kafka: bool) -> anyhow::Result<TopicCatalog> {
+pub fn for_run(xml_dir: Option<&Path>, components: &[ComponentName], kafka: bool) -> Result<TopicCatalog, TopicsError> {
     let loaded = load(xml_dir)?;
     for e in &loaded.problems {
         warn!("topic catalog: {e}");
@@ -96,7 +132,7 @@ pub fn show(
     topic: Option<&str>,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> Result<(), TopicsError> {
     let loaded = load(xml_dir)?;
     for p in &loaded.problems {
         writeln!(err, "love-host: warning: topic catalog: {p}")?;
@@ -112,11 +148,8 @@ pub fn show(
             .find(|n| n.eq_ignore_ascii_case(name))
             .map(|n| format!(" (did you mean {n}?)"))
             .unwrap_or_default();
-        bail!(
-            "component {name:?} is not in the topic catalog ({}){hint}; `love-host catalog` lists its {} components",
-            loaded.source,
-            cat.len()
-        );
+        let (name, catalog, count) = (name.to_string(), loaded.source.clone(), cat.len());
+        return Err(TopicsError::UnknownComponent { name, catalog, hint, count });
     };
     match topic {
         None => show_component(comp, &loaded.source, out),
@@ -125,7 +158,7 @@ pub fn show(
 }
 
 /// Every component, with its topic counts.
-fn show_components(loaded: &LoadedCatalog, out: &mut dyn Write) -> anyhow::Result<()> {
+fn show_components(loaded: &LoadedCatalog, out: &mut dyn Write) -> Result<(), TopicsError> {
     let cat = &loaded.catalog;
     writeln!(out, "topic catalog: {}, {} components", loaded.source, cat.len())?;
     let rows = cat.names().into_iter().filter_map(|n| cat.component(n)).map(|c| {
@@ -137,11 +170,11 @@ fn show_components(loaded: &LoadedCatalog, out: &mut dyn Write) -> anyhow::Resul
             c.commands.len().to_string(),
         ]
     });
-    table(out, &["COMPONENT", "INDEXED", "EVENTS", "TELEMETRY", "COMMANDS"], rows.collect())
+    Ok(table(out, &["COMPONENT", "INDEXED", "EVENTS", "TELEMETRY", "COMMANDS"], rows.collect())?)
 }
 
 /// A component's topics and enumerations.
-fn show_component(comp: &ComponentCatalog, source: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+fn show_component(comp: &ComponentCatalog, source: &str, out: &mut dyn Write) -> Result<(), TopicsError> {
     writeln!(
         out,
         "{} ({}indexed), {}: {} events, {} telemetry topics, {} commands",
@@ -168,15 +201,11 @@ fn show_component(comp: &ComponentCatalog, source: &str, out: &mut dyn Write) ->
 }
 
 /// A topic's fields (each kind it is, when a name is both an event and a telemetry topic).
-fn show_topic(comp: &ComponentCatalog, topic: &str, source: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+fn show_topic(comp: &ComponentCatalog, topic: &str, source: &str, out: &mut dyn Write) -> Result<(), TopicsError> {
     let found = find_topics(comp, topic);
     if found.is_empty() {
-        bail!(
-            "{} has no topic {topic:?} (among its events, telemetry and commands; {source}); `love-host catalog {}` \
-             lists them",
-            comp.name,
-            comp.name
-        );
+        let (component, topic, catalog) = (comp.name.clone(), topic.to_string(), source.to_string());
+        return Err(TopicsError::UnknownTopic { component, topic, catalog });
     }
     for (i, (kind, t)) in found.into_iter().enumerate() {
         if i > 0 {
@@ -255,7 +284,7 @@ fn find_topics<'a>(comp: &'a ComponentCatalog, name: &str) -> Vec<(&'static str,
 }
 
 /// Left-aligned columns, numbers right-aligned.
-fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
