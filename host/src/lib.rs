@@ -1,11 +1,9 @@
 //! love-host: one process that hosts LOVE producers as plugins and owns the link to the
 //! LOVE-manager. The binary (`src/main.rs`) is a thin layer over this library.
 //!
-//! No `unsafe` code: the calls that need it (the crash handler, process queries) live in the
-//! `love-host-sys` crate behind safe functions. One exception remains: the Kafka source's
-//! partition consumer (`sal/kafka/consumer.rs`) calls librdkafka directly, so `sal` is the one
-//! module allowed `unsafe` until that consumer moves into a crate of its own; everything else
-//! is checked.
+//! No `unsafe` code: the calls that need it live behind safe functions in two small crates,
+//! `love-host-sys` (the crash handler, process queries) and `love-kafka-partitions`
+//! (librdkafka's partition consumer).
 //!
 //! What each module owns:
 //! - [`admin`]: the admin HTTP endpoint (`/healthz`, `/readyz`, `/metrics`, `/producers`).
@@ -38,7 +36,7 @@
 //! - [`topics`]: the topic catalog in force and `love-host catalog`, which shows it.
 //! - [`watchdog`]: the producer call watchdog (which plugin call runs, since when, for how long).
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
@@ -58,7 +56,6 @@ pub mod metrics;
 pub mod plugin;
 pub mod producers;
 pub mod runtime;
-#[allow(unsafe_code)]
 pub mod sal;
 pub mod shutdown;
 pub mod source;

@@ -64,7 +64,8 @@
 pub mod avro;
 mod commands;
 pub mod config;
-pub mod consumer;
+/// The partition consumer, in a crate of its own (its librdkafka calls are unsafe code).
+pub use love_kafka_partitions as consumer;
 mod read;
 pub mod registry;
 pub mod schema_catalog;
@@ -117,6 +118,15 @@ pub enum KafkaError {
     /// TLS setup.
     #[error("kafka TLS: {0}")]
     Tls(String),
+}
+
+impl From<consumer::KafkaError> for KafkaError {
+    fn from(e: consumer::KafkaError) -> KafkaError {
+        match e {
+            consumer::KafkaError::Config(m) => KafkaError::Config(m),
+            consumer::KafkaError::Kafka(m) => KafkaError::Kafka(m),
+        }
+    }
 }
 
 impl KafkaError {
@@ -365,7 +375,7 @@ impl KafkaSource {
         let writer = SalWriter::new(None, None, registry.clone(), config.clone(), catalog.clone());
         let figures = Arc::new(consumer::BrokerFigures::default());
         let topics = consumer::TopicConsumer::new(&config.consumer_settings(), figures.clone())
-            .map_err(|e| e.with_note(&config.files.note()))?;
+            .map_err(|e| KafkaError::from(e).with_note(&config.files.note()))?;
         // The broker must answer once at start: a wrong address is a start-up error, not a host
         // that looks healthy and reads nothing.
         let topics = tokio::task::spawn_blocking(move || topics.topic_names(Duration::from_secs(10)).map(|_| topics))

@@ -7,8 +7,8 @@
 //! costs a connection to its coordinator and a join), nothing committed. librdkafka resolves
 //! `Tail(n)` itself (high watermark - n), which is the late-joiner read.
 //!
-//! This is the only module with `unsafe` code of the Kafka source: the partition consumer is
-//! not wrapped by the rdkafka crate.
+//! A crate of its own because the partition consumer is not wrapped by the rdkafka crate: this
+//! is the only `unsafe` code of love-host's Kafka reading, and the host library forbids it.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -22,7 +22,16 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, Statistics, TopicPartitionList};
 
-use super::KafkaError;
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// A setting librdkafka refused.
+    #[error("{0}")]
+    Config(String),
+    /// The broker or the client.
+    #[error("{0}")]
+    Kafka(String),
+}
 
 /// Where a partition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +114,8 @@ impl ClientContext for ReadContext {
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         let kind = format!("{error}");
-        let mut seen = crate::locks::lock(&self.errors);
+        // A panic elsewhere while the map was held leaves it usable.
+        let mut seen = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
         if seen.get(&kind).is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60)) {
             tracing::debug!("kafka client: {kind}: {reason}");
