@@ -134,7 +134,8 @@ pub struct ProducerStatus {
     pub requests: Counter,
     /// Messages sent in answer to initial_state requests.
     pub replies: Counter,
-    /// The `lost` count of the producer's latest Heartbeat message (-1: none yet).
+    /// The `lost` count of the producer's latest Heartbeat message, as the producer reports it
+    /// (-1: none yet).
     pub heartbeat_lost: Gauge,
     /// The call into the plugin in progress, for the watchdog.
     pub clock: CallClock,
@@ -781,11 +782,6 @@ impl ProducerTask {
                     love_plugin_api::abi::Category::TELEMETRY => self.status.sent_telemetry.inc(),
                     _ => self.status.sent_other.inc(),
                 };
-                if m.csc == "Heartbeat" {
-                    if let Some(lost) = heartbeat_lost_of(&m.text) {
-                        self.status.heartbeat_lost.set(i64::try_from(lost).unwrap_or(i64::MAX));
-                    }
-                }
                 self.ctx.outbox.send(Outgoing {
                     category: m.category,
                     csc: m.csc,
@@ -842,6 +838,9 @@ impl ProducerTask {
                     );
                 }
                 self.subscribe_sal(component, index, history);
+            }
+            Action::HeartbeatLost { lost, .. } => {
+                self.status.heartbeat_lost.set(i64::try_from(lost).unwrap_or(i64::MAX));
             }
             Action::Unknown(kind) => {
                 debug!(component = %self.component.name, index = self.component.index, "ignoring action of unknown kind {kind}");
@@ -1071,12 +1070,6 @@ struct Undo {
     crash: Option<Arc<CrashRecord>>,
 }
 
-/// The `lost` count of a Heartbeat stream message.
-fn heartbeat_lost_of(text: &str) -> Option<u64> {
-    let v: serde_json::Value = love_plugin_api::json::parse_lenient(text).ok()?;
-    v["data"][0]["data"]["stream"]["lost"].as_u64()
-}
-
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -1270,6 +1263,44 @@ mod tests {
             counts(&outbox)[4..],
             [("count-v2".to_string(), "1".to_string()), ("count-v2".to_string(), "2".to_string())]
         );
+        trigger.trigger();
+    }
+
+    /// Sends a Heartbeat message saying 7 lost on its first sample and reports 3 lost through
+    /// the typed action, so that a test can tell which of the two the host reads.
+    struct ReportsHeartbeat;
+
+    impl ProducerLogic for ReportsHeartbeat {
+        fn handle(&mut self, input: Input<'_>, now: f64, out: &mut Actions) -> Result<(), PluginError> {
+            if let Input::Sample(_) = input {
+                out.send(love_plugin_api::message::heartbeat("Counter", 0, 7, None, now));
+                out.push_raw(love_plugin_api::abi::ActionMsg {
+                    kind: love_plugin_api::abi::ActionKind::HEARTBEAT_LOST,
+                    code: 3,
+                    component: "Counter".into(),
+                    ..Default::default()
+                });
+            }
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<String, PluginError> {
+            Ok(String::new())
+        }
+        fn restore(&mut self, _: &str) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_lost_count_is_the_one_the_producer_reports_not_read_from_its_json() {
+        let (trigger, outbox, sal, handle) = setup_with(Arc::new(|_| Ok(into_producer_box(ReportsHeartbeat))));
+        assert_eq!(handle.status.heartbeat_lost(), None);
+        wait_for(|| !sal.subs.lock().unwrap().is_empty()).await;
+        let tx = sal.subs.lock().unwrap()[0].2.clone();
+        tx.send(sample("a")).await.unwrap();
+        wait_for(|| outbox.sent.lock().unwrap().iter().any(|m| m.csc == "Heartbeat")).await;
+        wait_for(|| handle.status.heartbeat_lost().is_some()).await;
+        assert_eq!(handle.status.heartbeat_lost(), Some(3));
         trigger.trigger();
     }
 

@@ -186,6 +186,11 @@ impl ActionKind {
     /// Deliver samples of `component`:`index` (index 0 on an indexed component: every index)
     /// to this producer too. The host answers with [`InputKind::CATALOG`] first.
     pub const SUBSCRIBE_SAL: ActionKind = ActionKind(5);
+    /// The Heartbeat stream message just sent for `component`:`index` counts `code` lost
+    /// heartbeats: the host's metrics read the count here rather than from the message's JSON.
+    /// A host that does not know this kind ignores it; a plugin built before it still loads
+    /// and serves, its count simply not reported.
+    pub const HEARTBEAT_LOST: ActionKind = ActionKind(6);
 }
 
 /// Message categories for [`ActionKind::SEND`], carried in `code`.

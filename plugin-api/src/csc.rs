@@ -832,7 +832,7 @@ impl CscCore {
         hb.last = Some(now);
         hb.deadline = now + timeout;
         if now - hb.last_send >= timeout - tol {
-            out.send(message::heartbeat(&component, index, hb.lost, hb.last, now));
+            out.heartbeat(&component, index, hb.lost, hb.last, now);
             hb.last_send = now;
         }
     }
@@ -861,7 +861,7 @@ impl CscCore {
                 hb.lost += missed as u64;
                 hb.deadline += missed * timeout;
                 if now - hb.last_send >= timeout - tol {
-                    out.send(message::heartbeat(&self.component, self.index, hb.lost, hb.last, now));
+                    out.heartbeat(&self.component, self.index, hb.lost, hb.last, now);
                     hb.last_send = now;
                 }
             }
@@ -1104,6 +1104,19 @@ mod tests {
         // Host woke up 7 s late: three waits elapsed.
         let (_, sent) = run(&mut core, Input::Tick, T + 13.0);
         assert_eq!(sent[0]["data"][0]["data"]["stream"]["lost"], 4);
+    }
+
+    #[test]
+    fn each_heartbeat_message_comes_with_its_lost_count_for_the_host() {
+        let mut cfg = config();
+        cfg.settings.insert("telemetry_period".into(), "1000".into());
+        let mut core = CscCore::new(&cfg).unwrap();
+        run(&mut core, Input::Start, T);
+        let mut out = Actions::new();
+        core.handle(Input::Tick, T + 6.0, &mut out).unwrap();
+        let actions: Vec<Action> = out.into_vec().iter().map(Action::decode).collect();
+        assert!(matches!(&actions[0], Action::Send(m) if m.csc == "Heartbeat"), "{actions:?}");
+        assert_eq!(actions[1], Action::HeartbeatLost { component: "Dome".into(), index: 0, lost: 3 });
     }
 
     #[test]

@@ -221,6 +221,16 @@ pub enum Action {
         /// read); false for [`Actions::subscribe_sal_live`].
         history: bool,
     },
+    /// The `lost` count of the Heartbeat stream message just sent for a component (see
+    /// [`Actions::heartbeat`]).
+    HeartbeatLost {
+        /// The monitored component.
+        component: String,
+        /// Its SAL index.
+        index: i64,
+        /// Heartbeats missed in a row.
+        lost: u64,
+    },
     /// An action kind this SDK does not know (from a newer plugin).
     Unknown(u32),
 }
@@ -251,6 +261,9 @@ impl Action {
                 index: m.index,
                 history: m.code & SUBSCRIBE_NO_HISTORY == 0,
             },
+            ActionKind::HEARTBEAT_LOST => {
+                Action::HeartbeatLost { component: m.component.to_string(), index: m.index, lost: m.code.max(0) as u64 }
+            }
             other => Action::Unknown(other.0),
         }
     }
@@ -277,6 +290,20 @@ impl Actions {
             component: msg.csc.into(),
             name: msg.stream.into(),
             text: msg.text.into(),
+            ..Default::default()
+        });
+    }
+
+    /// Send the Heartbeat stream message of a monitored component
+    /// ([`message::heartbeat`](crate::message::heartbeat)) and report its `lost` count to the
+    /// host ([`ActionKind::HEARTBEAT_LOST`]), whose metrics show it.
+    pub fn heartbeat(&mut self, csc: &str, salindex: i64, lost: u64, last_heartbeat: Option<f64>, now: f64) {
+        self.send(crate::message::heartbeat(csc, salindex, lost, last_heartbeat, now));
+        self.list.push(ActionMsg {
+            kind: ActionKind::HEARTBEAT_LOST,
+            code: lost.min(i64::MAX as u64) as i64,
+            index: salindex,
+            component: csc.into(),
             ..Default::default()
         });
     }
