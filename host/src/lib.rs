@@ -27,8 +27,8 @@
 //!   them, the registry of producer types they provide, and `love-host plugins`.
 //! - [`producers`]: the running producers, started from the factory's decisions and stopped
 //!   together.
-//! - [`runtime`]: the producer runtime: one thread per producer, its supervisor, snapshots and
-//!   the swap on a hot upgrade.
+//! - [`runtime`]: the producer runtime: one thread per producer, driven by its sans-IO
+//!   supervisor (restarts, the swap on a hot upgrade and its undo, initial data, snapshots).
 //! - [`sal`]: SAL sources (the simulator, Kafka, replay), the catalog of topics and the bus
 //!   that fans samples out to producers.
 //! - [`shutdown`]: graceful shutdown: one trigger (SIGINT, SIGTERM), any number of listeners.
