@@ -1,6 +1,6 @@
 //! Poison-tolerant locking. The host's shared state is plain data that each critical section
 //! leaves consistent (no invariant spans a panic point), and a panic on one thread (a producer's
-//! supervisor, a SAL task) must not take every other user of the lock down with it; so a
+//! intake task, a SAL task) must not take every other user of the lock down with it; so a
 //! poisoned lock is used as it is.
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

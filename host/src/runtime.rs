@@ -229,10 +229,9 @@ const FRESH_TELEMETRY_WAIT: Duration = Duration::from_millis(50);
 
 /// A request to a running producer task, carried out between two inputs.
 pub enum Control {
-    /// Replace the producer with one built by `create` (hot deployment). With `keep_state` the
-    /// old producer's snapshot is restored into the new one (an upgrade of the same plugin);
-    /// without, the new one starts fresh (a component moving to another plugin). If any step
-    /// fails the old producer keeps running and the error is returned.
+    /// Replace the producer (hot deployment), its state carried over or not as the request's
+    /// [`StateTransfer`] says. If any step fails the old producer keeps running and the error
+    /// is returned.
     Replace {
         /// What replaces it.
         request: ReplaceRequest,

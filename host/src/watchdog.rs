@@ -3,7 +3,7 @@
 //!
 //! Each producer runs on a thread of its own (see [`crate::runtime`]), so a call that never
 //! returns starves nothing but that producer; the watchdog's job is to say so. The producer's
-//! thread stamps the start of every call in a [`CallClock`]; a supervisor task on the async
+//! thread stamps the start of every call in a [`CallClock`]; the producer's intake task on the async
 //! runtime checks the clock periodically. Both sides change the clock with atomic operations
 //! only, and the "stuck" flag is set by compare-and-swap on the very call it was decided for,
 //! so a call that ends just as the watchdog looks is never flagged after the fact.
@@ -152,7 +152,7 @@ impl CallClock {
     }
 }
 
-/// How often a producer's supervisor looks at its clock: a quarter of the bound, between 50 ms
+/// How often a producer's intake task looks at its clock: a quarter of the bound, between 50 ms
 /// and 1 s (a stuck call is reported at most a quarter bound late).
 pub fn check_period(bound: Duration) -> Duration {
     (bound / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
