@@ -158,37 +158,7 @@ impl KafkaConfig {
         let brokers = var("LSST_KAFKA_BROKER_ADDR").unwrap_or_else(|| "broker:29092".into());
         let registry = var("LSST_SCHEMA_REGISTRY_URL").unwrap_or_else(|| "http://schema-registry:8081".into());
         let mut c = KafkaConfig::new(&sub, &brokers, &registry);
-        if let Some(username) = var("LSST_KAFKA_SECURITY_USERNAME") {
-            let password = var("LSST_KAFKA_SECURITY_PASSWORD").ok_or_else(|| {
-                KafkaError::Config("LSST_KAFKA_SECURITY_USERNAME is set but LSST_KAFKA_SECURITY_PASSWORD is not".into())
-            })?;
-            let mechanism = var("LSST_KAFKA_SECURITY_MECHANISM").unwrap_or_else(|| "SCRAM-SHA-512".into());
-            c.sasl = Some(SaslSettings { username, password, mechanism });
-            c.security_protocol = var("LSST_KAFKA_SECURITY_PROTOCOL").unwrap_or_else(|| "SASL_PLAINTEXT".into());
-        } else if let Some(p) = var("LSST_KAFKA_SECURITY_PROTOCOL") {
-            c.security_protocol = p;
-        }
-        c.security_protocol = c.security_protocol.to_ascii_uppercase();
-        if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&c.security_protocol.as_str()) {
-            return Err(KafkaError::Config(format!(
-                "LSST_KAFKA_SECURITY_PROTOCOL={} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
-                c.security_protocol
-            )));
-        }
-        if c.security_protocol.starts_with("SASL") && c.sasl.is_none() {
-            return Err(KafkaError::Config(format!(
-                "LSST_KAFKA_SECURITY_PROTOCOL={} needs LSST_KAFKA_SECURITY_USERNAME and _PASSWORD",
-                c.security_protocol
-            )));
-        }
-        if let Some(s) = &c.sasl {
-            if !["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"].contains(&s.mechanism.to_ascii_uppercase().as_str()) {
-                return Err(KafkaError::Config(format!(
-                    "LSST_KAFKA_SECURITY_MECHANISM={} is not supported (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)",
-                    s.mechanism
-                )));
-            }
-        }
+        c.read_security(&var)?;
         if let Some(h) = var("LSST_MAX_HISTORY_READ") {
             c.max_history_read = h
                 .trim()
@@ -248,6 +218,42 @@ impl KafkaConfig {
         };
         c.adopt_admin_settings();
         Ok(c)
+    }
+
+    /// The SASL and TLS choice from `LSST_KAFKA_SECURITY_*`, checked as salobj would use it.
+    fn read_security(&mut self, var: &impl Fn(&str) -> Option<String>) -> Result<(), KafkaError> {
+        if let Some(username) = var("LSST_KAFKA_SECURITY_USERNAME") {
+            let password = var("LSST_KAFKA_SECURITY_PASSWORD").ok_or_else(|| {
+                KafkaError::Config("LSST_KAFKA_SECURITY_USERNAME is set but LSST_KAFKA_SECURITY_PASSWORD is not".into())
+            })?;
+            let mechanism = var("LSST_KAFKA_SECURITY_MECHANISM").unwrap_or_else(|| "SCRAM-SHA-512".into());
+            self.sasl = Some(SaslSettings { username, password, mechanism });
+            self.security_protocol = var("LSST_KAFKA_SECURITY_PROTOCOL").unwrap_or_else(|| "SASL_PLAINTEXT".into());
+        } else if let Some(p) = var("LSST_KAFKA_SECURITY_PROTOCOL") {
+            self.security_protocol = p;
+        }
+        self.security_protocol = self.security_protocol.to_ascii_uppercase();
+        if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&self.security_protocol.as_str()) {
+            return Err(KafkaError::Config(format!(
+                "LSST_KAFKA_SECURITY_PROTOCOL={} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+                self.security_protocol
+            )));
+        }
+        if self.security_protocol.starts_with("SASL") && self.sasl.is_none() {
+            return Err(KafkaError::Config(format!(
+                "LSST_KAFKA_SECURITY_PROTOCOL={} needs LSST_KAFKA_SECURITY_USERNAME and _PASSWORD",
+                self.security_protocol
+            )));
+        }
+        if let Some(s) = &self.sasl {
+            if !["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"].contains(&s.mechanism.to_ascii_uppercase().as_str()) {
+                return Err(KafkaError::Config(format!(
+                    "LSST_KAFKA_SECURITY_MECHANISM={} is not supported (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN)",
+                    s.mechanism
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The settings salobj builds for every client: the brokers, the security protocol and the

@@ -247,7 +247,7 @@ struct Arrival {
 
 impl Arrival {
     fn now(historical: bool) -> Arrival {
-        Arrival { received: unix_now(), rcv_tai: current_tai(), historical }
+        Arrival { received: crate::clock::unix_now(), rcv_tai: current_tai(), historical }
     }
 }
 
@@ -579,10 +579,6 @@ impl Warner {
         self.last = Some(Instant::now());
         false
     }
-}
-
-fn unix_now() -> f64 {
-    writer::utc_now()
 }
 
 /// Split a `lsst.<sub>.<Component>.<sal_name>` topic name.

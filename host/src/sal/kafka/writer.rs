@@ -16,6 +16,7 @@
 //!
 //! Used by the Kafka source to send commands, by the `love-sal-writer` binary, and by tests.
 
+use crate::clock::unix_now;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -35,14 +36,9 @@ use crate::sal::catalog::TopicCatalog;
 /// TAI - UTC, seconds (valid since 2017).
 pub const TAI_OFFSET: f64 = 37.0;
 
-/// Unix time now, seconds.
-pub fn utc_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 /// TAI now, as salobj's `current_tai()`.
 pub fn current_tai() -> f64 {
-    utc_now() + TAI_OFFSET
+    unix_now() + TAI_OFFSET
 }
 
 /// The SAL topic name of a topic: `logevent_<name>`, `command_<name>`, the telemetry name, or
@@ -314,7 +310,7 @@ impl SalWriter {
     /// One record to partition 0 of `full_topic`, acknowledged (as salobj writes); its offset.
     async fn produce(&self, full_topic: &str, key: &[u8], value: &[u8]) -> Result<i64, KafkaError> {
         let mut record =
-            FutureRecord::to(full_topic).partition(0).payload(value).timestamp((utc_now() * 1000.0) as i64);
+            FutureRecord::to(full_topic).partition(0).payload(value).timestamp((unix_now() * 1000.0) as i64);
         if !key.is_empty() {
             record = record.key(key);
         }
