@@ -68,5 +68,6 @@ pub mod watchdog;
 /// tests). Samples are allocated by the SAL reader's thread and freed by the producers'; glibc's
 /// malloc serializes such frees on its arena locks, which the load bench's profile showed.
 /// Plugins keep their own allocator: everything crossing the boundary carries its own vtable.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -81,7 +81,12 @@ impl Broker {
     /// ([`Broker::counts`]); the broker advertises the front, so every connection goes through
     /// it.
     pub async fn start_counting() -> Broker {
-        let (front, back) = (free_port(), free_port());
+        // Both held at once: a port freed and asked for again is often the same one.
+        let (front, back) = {
+            let a = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            let b = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+        };
         let mut broker = Broker::spawn(back, front).await;
         let counts = RequestCounts::default();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", front)).await.expect("bind the broker's front");
@@ -135,8 +140,8 @@ async fn front_loop(listener: tokio::net::TcpListener, back: u16, counts: Reques
         let counts = counts.clone();
         tokio::spawn(async move {
             let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", back)).await else { return };
-            let (mut from_client, mut to_broker) = client.into_split();
-            let (mut from_broker, mut to_client) = broker.into_split();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_broker, mut to_broker) = broker.into_split();
             let up = async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut frame = Vec::new();

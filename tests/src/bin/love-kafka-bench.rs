@@ -28,6 +28,9 @@ struct Options {
     variants: Vec<Variant>,
     /// Where `--perf` writes a profile of each window.
     perf: Option<std::path::PathBuf>,
+    /// `--host PATH`: another love-host binary (e.g. one built with `--features system-alloc`
+    /// for a heap profiler preloaded through a variant's `LD_PRELOAD`).
+    host: Option<std::path::PathBuf>,
 }
 
 /// A configuration of love-host to measure.
@@ -69,7 +72,7 @@ impl Variant {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick] [--perf DIR] [--variant NAME SETTING=VALUE...]..."
+        "usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick] [--perf DIR] [--host PATH] [--variant NAME SETTING=VALUE...]..."
     );
     std::process::exit(2)
 }
@@ -84,6 +87,7 @@ fn options() -> Options {
     let mut window: f64 = 30.0;
     let mut summit = false;
     let mut perf = None;
+    let mut host = None;
     let mut variants = vec![Variant { name: "defaults".into(), ..Variant::default() }];
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
@@ -91,6 +95,7 @@ fn options() -> Options {
             "--summit" => summit = true,
             "--quick" => window = 11.0,
             "--window" => window = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()),
+            "--host" => host = Some(args.next().map(std::path::PathBuf::from).unwrap_or_else(|| usage())),
             "--perf" => perf = Some(args.next().map(std::path::PathBuf::from).unwrap_or_else(|| usage())),
             "--variant" => {
                 let name = args.next().unwrap_or_else(|| usage());
@@ -118,7 +123,7 @@ fn options() -> Options {
         components = ["ATDome", "Watcher", "ScriptQueue:1"].map(String::from).to_vec();
     }
     let label = if label.is_empty() { components.join(" ") } else { label };
-    Options { components, window: window.max(11.0), label, variants, perf }
+    Options { components, window: window.max(11.0), label, variants, perf, host }
 }
 
 /// utime + stime of `pid`, in seconds.
@@ -245,6 +250,16 @@ struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        // SIGTERM first, as an operator stops it (a profiler preloaded in it writes its end),
+        // SIGKILL after 10 s.
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -296,7 +311,7 @@ async fn main() {
             for (i, v) in o.variants.iter().enumerate() {
                 let admin = format!("127.0.0.1:{}", free_port());
                 let host = Killed(
-                    Command::new(bin.join("love-host"))
+                    Command::new(o.host.clone().unwrap_or_else(|| bin.join("love-host")))
                         .args(["--sal", "kafka", "--plugin-dir"])
                         .arg(bin)
                         .args(["--sink", "stdout", "--admin-addr", &admin, "--components"])
