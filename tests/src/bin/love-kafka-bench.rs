@@ -58,14 +58,15 @@ impl Variant {
     }
 
     /// The environment love-host gets for this variant (the consumer file written in `dir`).
+    /// The host's consumer gets its own `client.id` ([`HOST_CLIENT_ID`]), which the broker's
+    /// front counts its Fetch requests by (love-sal-writer also reads, for the commands).
     fn environment(&self, dir: &std::path::Path, i: usize) -> Vec<(String, String)> {
         let mut env = self.env.clone();
-        if !self.consumer.is_empty() {
-            let path = dir.join(format!("consumer-{i}.yaml"));
-            let yaml: String = self.consumer.iter().map(|(k, v)| format!("{k}: \"{v}\"\n")).collect();
-            std::fs::write(&path, yaml).expect("write the consumer configuration");
-            env.push(("LSST_KAFKA_CONSUMER_CONFIGURATION".into(), path.display().to_string()));
-        }
+        let path = dir.join(format!("consumer-{i}.yaml"));
+        let mut yaml = format!("client.id: {HOST_CLIENT_ID}\n");
+        yaml.extend(self.consumer.iter().map(|(k, v)| format!("{k}: \"{v}\"\n")));
+        std::fs::write(&path, yaml).expect("write the consumer configuration");
+        env.push(("LSST_KAFKA_CONSUMER_CONFIGURATION".into(), path.display().to_string()));
         env
     }
 }
@@ -213,8 +214,11 @@ struct Window {
 
 /// love-host's Fetch requests so far, as the broker's front counted them.
 fn fetch_requests(counts: &RequestCounts) -> f64 {
-    counts.get("love-host", FETCH) as f64
+    counts.get(HOST_CLIENT_ID, FETCH) as f64
 }
+
+/// The `client.id` of love-host's consumer in the bench.
+const HOST_CLIENT_ID: &str = "love-host-bench";
 
 /// Kafka's API key of Fetch.
 const FETCH: i16 = 1;
