@@ -58,6 +58,9 @@ pub struct KafkaConfig {
     /// broker's topic list, which picks up topics created later (read after 1 s, 2 s, 4 s...
     /// after a subscription or a new topic).
     pub topic_refresh: Duration,
+    /// `LOVE_KAFKA_TOPICS_PER_CLIENT` (default 500): topics read by one librdkafka client (one
+    /// connection per broker each); more topics get more clients, see love-kafka-partitions.
+    pub topics_per_client: usize,
     /// The `private_identity` written on commands (default `LSST_IDENTITY`, else `user@host`, as
     /// salobj's default identity).
     pub identity: String,
@@ -132,6 +135,7 @@ impl KafkaConfig {
             files: ClientFiles::default(),
             telemetry_interval: Duration::from_millis(200),
             topic_refresh: Duration::from_millis(30_000),
+            topics_per_client: 500,
             identity: default_identity(),
             origin: std::process::id() as i64,
             replication_factor: 1,
@@ -196,6 +200,11 @@ impl KafkaConfig {
                     c.topic_refresh = d;
                 }
             }
+        }
+        if let Some(v) = var("LOVE_KAFKA_TOPICS_PER_CLIENT") {
+            c.topics_per_client = v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                KafkaError::Config(format!("LOVE_KAFKA_TOPICS_PER_CLIENT={v:?} is not a positive number of topics"))
+            })?;
         }
         let file = |name: &str| -> Result<Settings, KafkaError> {
             match var(name) {

@@ -374,8 +374,9 @@ impl KafkaSource {
         drop(writer::producer(&config).map_err(|e| e.with_note(&config.files.note()))?);
         let writer = SalWriter::new(None, None, registry.clone(), config.clone(), catalog.clone());
         let figures = Arc::new(consumer::BrokerFigures::default());
-        let topics = consumer::TopicConsumer::new(&config.consumer_settings(), figures.clone())
-            .map_err(|e| KafkaError::from(e).with_note(&config.files.note()))?;
+        let topics =
+            consumer::TopicConsumer::new(&config.consumer_settings(), figures.clone(), config.topics_per_client)
+                .map_err(|e| KafkaError::from(e).with_note(&config.files.note()))?;
         // The broker must answer once at start: a wrong address is a start-up error, not a host
         // that looks healthy and reads nothing.
         let topics = tokio::task::spawn_blocking(move || topics.topic_names(Duration::from_secs(10)).map(|_| topics))
