@@ -104,7 +104,10 @@ async fn tansu_runs_consumer_groups() {
             let _ = a.poll(Duration::from_millis(50));
         }
         eprintln!("after kill -9 of the child, {:?}: a={:?}", t.elapsed(), owned(&a));
-        eprintln!("a events: {:?}", actx.0.lock().unwrap().len());
+        for e in actx.0.lock().unwrap().iter() {
+            let parts: Vec<&str> = e.match_indices("partition: ").map(|(i, _)| &e[i + 11..i + 12]).collect();
+            eprintln!("  a {} {:?}", &e[..e.find('(').unwrap_or(e.len())], parts);
+        }
     })
     .await
     .unwrap();
