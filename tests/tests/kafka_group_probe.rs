@@ -127,3 +127,64 @@ fn probe_child() {
         }
     }
 }
+
+/// The host's group member on the test broker: two members share six components (each once);
+/// when one leaves, its stops are asked for and the other starts them.
+#[tokio::test]
+async fn group_members_share_components_and_take_over() {
+    use love_host::group::member::{self, Request};
+    use love_host::group::plan;
+    let broker = Broker::start().await;
+    let comps: Vec<String> = ["A", "B", "C", "D", "E", "F"].map(String::from).to_vec();
+    let topic = plan::topic_name("test", "g1").unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker.addr()).create().expect("admin");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .expect("create");
+    let settings = vec![
+        ("bootstrap.servers".to_string(), broker.addr()),
+        ("session.timeout.ms".to_string(), "6000".to_string()),
+        ("heartbeat.interval.ms".to_string(), "1000".to_string()),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let (ta, ra) = std::sync::mpsc::channel::<Request>();
+        let (tb, rb) = std::sync::mpsc::channel::<Request>();
+        let a = member::join(&settings, "g1", &topic, comps.clone(), ta).unwrap();
+        let b = member::join(&settings, "g1", &topic, comps.clone(), tb).unwrap();
+        let answer = |r: &std::sync::mpsc::Receiver<Request>| {
+            while let Ok(req) = r.try_recv() {
+                if let Some(d) = req.done {
+                    let _ = d.send(());
+                }
+            }
+        };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            let _ = a.poll(Duration::from_millis(50));
+            let _ = b.poll(Duration::from_millis(50));
+            answer(&ra);
+            answer(&rb);
+            let (sa, sb) = (a.context().served(), b.context().served());
+            if sa.len() + sb.len() == 6 && !sa.is_empty() && !sb.is_empty() {
+                break;
+            }
+        }
+        let (sa, sb) = (a.context().served(), b.context().served());
+        eprintln!("shared after {:?}: a={sa:?} b={sb:?}", t.elapsed());
+        let mut all: Vec<String> = sa.iter().chain(sb.iter()).cloned().collect();
+        all.sort();
+        assert_eq!(all, comps, "each component served once");
+        drop(b);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) && a.context().served().len() < 6 {
+            let _ = a.poll(Duration::from_millis(50));
+            answer(&ra);
+        }
+        eprintln!("after b left, {:?}: a={:?}", t.elapsed(), a.context().served());
+        assert_eq!(a.context().served(), comps);
+    })
+    .await
+    .unwrap();
+}
