@@ -48,6 +48,7 @@ pub mod config;
 pub mod crash;
 pub mod deploy;
 pub mod factory;
+pub mod group;
 pub mod links;
 pub mod locks;
 pub mod logging;
