@@ -11,8 +11,9 @@
 //!   ([`writer::record_key`]).
 //!
 //! # Reading
-//! One librdkafka consumer reads every topic ([`consumer`]): one connection and one Fetch
-//! request per broker for all partitions, as salobj's readers. Partitions are started at
+//! One [`consumer`] reads every topic: one librdkafka client per
+//! [`KafkaConfig::topics_per_client`] topics, each with one connection and one Fetch request per
+//! broker for all its partitions, as salobj's readers. Partitions are started at
 //! explicit offsets (no consumer group: nothing to join, nothing to commit). When a component is
 //! first subscribed, the broker's topic list is read and every existing `lsst.<sub>.<Component>.*`
 //! topic (commands and `ackcmd` excepted) is started; the list is read again every
