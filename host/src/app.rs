@@ -154,6 +154,7 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
         inputs,
         managed,
         deploy_stats,
+        None,
         shutdown.clone(),
     )?;
     if let Some(addr) = config.admin_addr {

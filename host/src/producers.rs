@@ -18,6 +18,9 @@ pub struct ManagedProducer {
     pub handle: ProducerHandle,
     /// The plugin serving it (`None`: built-in base).
     pub plugin: Option<Arc<LoadedPlugin>>,
+    /// Stops this producer alone (a component moved to another host); `None`: it stops only
+    /// with the host.
+    pub stop: Option<crate::shutdown::ShutdownTrigger>,
 }
 
 /// Start the producer of every assignment, with the outbox `outbox_of` gives its component.
@@ -32,14 +35,43 @@ pub fn start_all(
     let mut managed = Vec::with_capacity(assignments.len());
     for a in assignments {
         let ctx = RuntimeContext { outbox: outbox_of(a), ..ctx.clone() };
-        let handle = spawn_producer(a.producer_spec(defaults, catalog), ctx)?;
-        let plugin = match &a.source {
-            ProducerSource::Plugin(p) => Some(p.clone()),
-            ProducerSource::Base => None,
-        };
-        managed.push(ManagedProducer { handle, plugin });
+        managed.push(start_one(a, defaults, catalog, ctx, false)?);
     }
     Ok(managed)
+}
+
+/// Start the producer of `a`; `alone`: with a stop trigger of its own (see
+/// [`ManagedProducer::stop`]).
+pub fn start_one(
+    a: &Assignment,
+    defaults: &ProducerDefaults,
+    catalog: &TopicCatalog,
+    ctx: RuntimeContext,
+    alone: bool,
+) -> Result<ManagedProducer, String> {
+    let (stop, ctx) = if alone {
+        let (trigger, shutdown) = ctx.shutdown.child();
+        (Some(trigger), RuntimeContext { shutdown, ..ctx })
+    } else {
+        (None, ctx)
+    };
+    let handle = spawn_producer(a.producer_spec(defaults, catalog), ctx)?;
+    let plugin = match &a.source {
+        ProducerSource::Plugin(p) => Some(p.clone()),
+        ProducerSource::Base => None,
+    };
+    Ok(ManagedProducer { handle, plugin, stop })
+}
+
+/// Stop `some` producers (each with its own trigger; the others are left running), all
+/// together within `bound`.
+pub async fn stop_some(some: Vec<ManagedProducer>, bound: Duration) {
+    for m in &some {
+        if let Some(t) = &m.stop {
+            t.trigger();
+        }
+    }
+    stop_all(some, bound).await;
 }
 
 /// Wait for the producers' threads to end, all together, within one `bound`; a producer stuck

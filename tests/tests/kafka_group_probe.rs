@@ -149,11 +149,11 @@ async fn group_members_share_components_and_take_over() {
         ("heartbeat.interval.ms".to_string(), "1000".to_string()),
     ];
     tokio::task::spawn_blocking(move || {
-        let (ta, ra) = std::sync::mpsc::channel::<Request>();
-        let (tb, rb) = std::sync::mpsc::channel::<Request>();
+        let (ta, mut ra) = tokio::sync::mpsc::unbounded_channel::<Request>();
+        let (tb, mut rb) = tokio::sync::mpsc::unbounded_channel::<Request>();
         let a = member::join(&settings, "g1", &topic, comps.clone(), ta).unwrap();
         let b = member::join(&settings, "g1", &topic, comps.clone(), tb).unwrap();
-        let answer = |r: &std::sync::mpsc::Receiver<Request>| {
+        let answer = |r: &mut tokio::sync::mpsc::UnboundedReceiver<Request>| {
             while let Ok(req) = r.try_recv() {
                 if let Some(d) = req.done {
                     let _ = d.send(());
@@ -164,8 +164,8 @@ async fn group_members_share_components_and_take_over() {
         while t.elapsed() < Duration::from_secs(30) {
             let _ = a.poll(Duration::from_millis(50));
             let _ = b.poll(Duration::from_millis(50));
-            answer(&ra);
-            answer(&rb);
+            answer(&mut ra);
+            answer(&mut rb);
             let (sa, sb) = (a.context().served(), b.context().served());
             if sa.len() + sb.len() == 6 && !sa.is_empty() && !sb.is_empty() {
                 break;
@@ -180,7 +180,7 @@ async fn group_members_share_components_and_take_over() {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(30) && a.context().served().len() < 6 {
             let _ = a.poll(Duration::from_millis(50));
-            answer(&ra);
+            answer(&mut ra);
         }
         eprintln!("after b left, {:?}: a={:?}", t.elapsed(), a.context().served());
         assert_eq!(a.context().served(), comps);

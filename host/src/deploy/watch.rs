@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::apply::{apply, report, FactoryInputs};
+use super::membership::Membership;
 use super::scan::{DeployAction, Deployer};
 use super::DeployStats;
 use crate::locks::lock;
@@ -80,6 +81,7 @@ struct Rounds {
     inputs: FactoryInputs,
     stats: Arc<DeployStats>,
     managed: Vec<ManagedProducer>,
+    membership: Option<Membership>,
 }
 
 /// Start deploying into `watched` (without a directory: only hold the producers until
@@ -91,12 +93,24 @@ pub fn start(
     inputs: FactoryInputs,
     managed: Vec<ManagedProducer>,
     stats: Arc<DeployStats>,
+    membership: Option<Membership>,
     mut shutdown: Shutdown,
 ) -> Result<Deployment, DeployError> {
     let Some(w) = watched else {
         report(&registry, &managed, &stats);
         let task = tokio::spawn(async move {
-            shutdown.wait().await;
+            let (mut managed, mut membership) = (managed, membership);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    Some(r) = Membership::next(&mut membership) => {
+                        if let Some(m) = &membership {
+                            m.carry_out(r, &mut managed).await;
+                            report(&registry, &managed, &stats);
+                        }
+                    }
+                }
+            }
             managed
         });
         return Ok(Deployment { task });
@@ -111,7 +125,8 @@ pub fn start(
     let _ = tx.send("start");
     forward_sighup(tx)?;
     info!("watching {} for plugin deployments (rename a file into it; SIGHUP forces a rescan)", w.dir.display());
-    let rounds = Rounds { deployer: Arc::new(Mutex::new(deployer)), registry, shared, inputs, stats, managed };
+    let rounds =
+        Rounds { deployer: Arc::new(Mutex::new(deployer)), registry, shared, inputs, stats, managed, membership };
     let task = tokio::spawn(async move {
         let _watcher = watcher;
         rounds.run(rx, shutdown).await
@@ -171,6 +186,12 @@ impl Rounds {
                 Some(_) = rx.recv() => {
                     while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
                     self.round().await;
+                }
+                Some(r) = Membership::next(&mut self.membership) => {
+                    if let Some(m) = &self.membership {
+                        m.carry_out(r, &mut self.managed).await;
+                        report(&self.registry, &self.managed, &self.stats);
+                    }
                 }
             }
         }

@@ -31,7 +31,7 @@ pub const STOP_BOUND: Duration = Duration::from_secs(10);
 pub struct Member {
     group: String,
     serving: Mutex<Serving>,
-    requests: mpsc::Sender<Request>,
+    requests: tokio::sync::mpsc::UnboundedSender<Request>,
 }
 
 impl ClientContext for Member {}
@@ -90,7 +90,7 @@ pub fn join(
     group: &str,
     topic: &str,
     components: Vec<String>,
-    requests: mpsc::Sender<Request>,
+    requests: tokio::sync::mpsc::UnboundedSender<Request>,
 ) -> Result<BaseConsumer<Member>, String> {
     let mut cfg = ClientConfig::new();
     cfg.set("partition.assignment.strategy", "cooperative-sticky").set("enable.auto.commit", "false");
