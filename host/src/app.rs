@@ -66,6 +66,9 @@ pub enum RunError {
     /// A manager link.
     #[error(transparent)]
     Links(#[from] LinksError),
+    /// `--group`: the coordination topic or the group.
+    #[error("{0}")]
+    Group(String),
 }
 
 /// Everything decided before anything starts.
@@ -127,7 +130,19 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
     let sal =
         crate::source::open(&config.sal, config.record.as_deref(), plan.catalog.clone(), shutdown.clone()).await?;
     let mut links = Links::start(&config.links, &shutdown);
-    let managed = match start_producers(&config, &plan, &sal.source, &links, &shutdown) {
+    let (membership, _group_thread) = match &config.group {
+        Some(g) => {
+            let ctx = runtime_context(&config, &plan, &sal.source, &links, &shutdown);
+            let (m, t) =
+                crate::group::session::join_group(g, &config.producers, &plan.assignments, &plan.catalog, &links, ctx)
+                    .await
+                    .map_err(RunError::Group)?;
+            (Some(m), Some(t))
+        }
+        None => (None, None),
+    };
+    // With a group, the producers start as the group assigns their components.
+    let managed = match start_producers(&config, &plan, &sal.source, &links, &shutdown, membership.is_none()) {
         Ok(m) => m,
         Err(e) => {
             trigger.trigger();
@@ -154,7 +169,7 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
         inputs,
         managed,
         deploy_stats,
-        None,
+        membership,
         shutdown.clone(),
     )?;
     if let Some(addr) = config.admin_addr {
@@ -186,25 +201,35 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Start every assigned producer on its component's link.
+fn runtime_context(
+    config: &RunConfig,
+    plan: &Plan,
+    sal: &Arc<dyn SalSource>,
+    links: &Links,
+    shutdown: &Shutdown,
+) -> RuntimeContext {
+    let catalog = plan.catalog.clone();
+    RuntimeContext {
+        outbox: Arc::new(links.handles[0].1.clone()),
+        sal: sal.clone(),
+        catalog: Arc::new(move |name: &str| catalog.component(name).cloned()),
+        settings: RuntimeSettings { call_timeout: config.producers.call_timeout, ..RuntimeSettings::default() },
+        shutdown: shutdown.clone(),
+    }
+}
+
+/// Start every assigned producer on its component's link (`all`: none, with a group).
 fn start_producers(
     config: &RunConfig,
     plan: &Plan,
     sal: &Arc<dyn SalSource>,
     links: &Links,
     shutdown: &Shutdown,
+    all: bool,
 ) -> Result<Vec<ManagedProducer>, String> {
-    let catalog = plan.catalog.clone();
-    let ctx = RuntimeContext {
-        outbox: Arc::new(links.handles[0].1.clone()),
-        sal: sal.clone(),
-        catalog: Arc::new(move |name: &str| catalog.component(name).cloned()),
-        settings: RuntimeSettings { call_timeout: config.producers.call_timeout, ..RuntimeSettings::default() },
-        shutdown: shutdown.clone(),
-    };
-    crate::producers::start_all(&plan.assignments, &config.producers, &plan.catalog, &ctx, |a| {
-        links.outbox_of(&a.component)
-    })
+    let ctx = runtime_context(config, plan, sal, links, shutdown);
+    let assignments = if all { &plan.assignments[..] } else { &[] };
+    crate::producers::start_all(assignments, &config.producers, &plan.catalog, &ctx, |a| links.outbox_of(&a.component))
 }
 
 fn producer_views(managed: &[ManagedProducer]) -> Vec<ProducerView> {

@@ -172,6 +172,12 @@ pub struct RunArgs {
     #[arg(long, num_args = 1.., value_name = "NAME")]
     pub asynchronous_data: Option<Vec<String>>,
 
+    /// Share the components with every host started with this group name and the same
+    /// component list, through a Kafka consumer group (needs the Kafka source); each component
+    /// is served by one live host. See the README's "Running several hosts".
+    #[arg(long, env = "LOVE_GROUP", value_name = "NAME")]
+    pub group: Option<String>,
+
     /// Serve /healthz, /readyz, /metrics and /producers on this address (e.g. 127.0.0.1:9100).
     #[arg(long, env = "LOVE_ADMIN_ADDR")]
     pub admin_addr: Option<std::net::SocketAddr>,

@@ -83,6 +83,8 @@ pub struct RunConfig {
     pub xml_dir: Option<PathBuf>,
     /// The admin endpoint's address.
     pub admin_addr: Option<SocketAddr>,
+    /// `--group`: the components are shared with the other hosts of this group.
+    pub group: Option<String>,
     /// Log level.
     pub log_level: LogLevel,
     /// Log line format.
@@ -186,6 +188,7 @@ impl RunConfig {
             record: args.record.clone(),
             xml_dir: args.xml_dir.clone(),
             admin_addr: args.admin_addr,
+            group: group(args)?,
             log_level: args.log_level,
             log_format: args.log_format,
         })
@@ -227,6 +230,16 @@ fn producer_settings(args: &RunArgs) -> Result<BTreeMap<String, String>, ConfigE
 
 /// The SAL source `args` select (`--sal`, else replay with `--replay`, Kafka when
 /// `LSST_KAFKA_BROKER_ADDR` is set, else the simulator).
+fn group(args: &RunArgs) -> Result<Option<String>, ConfigError> {
+    let Some(g) = args.group.clone() else { return Ok(None) };
+    if !matches!(sal_choice(args)?, SalChoice::Kafka) {
+        return Err(ConfigError::CommandLine(format!(
+            "--group {g}: hosts share components through Kafka's group coordinator, so --group needs the Kafka source (--sal kafka)"
+        )));
+    }
+    Ok(Some(g))
+}
+
 fn sal_choice(args: &RunArgs) -> Result<SalChoice, ConfigError> {
     let kind = match args.sal {
         Some(k) => k,

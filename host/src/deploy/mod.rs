@@ -10,16 +10,13 @@
 //!
 //! - `scan`: the directory's changes turned into [`DeployAction`]s;
 //! - `apply`: an action carried out on the registry and the running producers;
-//! - `watch`: the loop that watches, waits for quiet, applies and undoes;
-//! - `membership`: components moved in and out by a `--group` rebalance.
+//! - `watch`: the loop that watches, waits for quiet, applies and undoes.
 
 mod apply;
-mod membership;
 mod scan;
 mod watch;
 
 pub use apply::{apply, report, FactoryInputs};
-pub use membership::{Membership, StartFn};
 pub use scan::{log_action, DeployAction, Deployer};
 pub use watch::{start, DeployError, Deployment, WatchedDir};
 

@@ -10,9 +10,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::apply::{apply, report, FactoryInputs};
-use super::membership::Membership;
 use super::scan::{DeployAction, Deployer};
 use super::DeployStats;
+use crate::group::Membership;
 use crate::locks::lock;
 use crate::plugin::quarantine::Quarantine;
 use crate::plugin::{LoadedPlugin, PluginRegistry};
@@ -86,6 +86,7 @@ struct Rounds {
 
 /// Start deploying into `watched` (without a directory: only hold the producers until
 /// shutdown). `registry` is what was loaded at start.
+#[allow(clippy::too_many_arguments)] // the run's parts the deployment owns, each named
 pub fn start(
     watched: Option<WatchedDir<'_>>,
     registry: PluginRegistry,

@@ -1,6 +1,11 @@
 //! `--group NAME`: several hosts share the configured components through a Kafka consumer
-//! group (issue 16). Work in progress: only the pure part is here so far ([`plan`]: the
-//! coordination topic's name, partition <-> component, and what a rebalance starts and stops).
+//! group (issue 16): the coordination topic and the partition <-> component map ([`plan`]),
+//! the group member ([`member`]), the run's membership ([`session`]) and the producers moved
+//! in and out ([`Membership`]).
 
 pub mod member;
+mod membership;
 pub mod plan;
+pub mod session;
+
+pub use membership::{Membership, StartFn};

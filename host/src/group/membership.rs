@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
 
-use crate::group::member::Request;
+use super::member::Request;
 use crate::producers::{stop_some, ManagedProducer};
 
 /// How long the producers of the components taken away may take to stop, all together.

@@ -1,0 +1,95 @@
+//! A host's membership of its group for the whole run: the coordination topic made sure of,
+//! the group joined, and the member polled on a thread of its own until shutdown (the rebalance
+//! callbacks run inside that poll).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::Client;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::info;
+
+use super::member::{self, Request};
+use super::plan;
+use super::{Membership, StartFn};
+use crate::factory::{Assignment, ProducerDefaults};
+use crate::links::Links;
+use crate::manager::Outbox;
+use crate::producers::start_one;
+use crate::runtime::RuntimeContext;
+use crate::sal::catalog::TopicCatalog;
+use crate::sal::kafka::KafkaConfig;
+use crate::shutdown::Shutdown;
+
+/// Make sure the coordination `topic` exists with one partition per component (created when
+/// missing), and join. Errors name the group and the topic.
+pub async fn start(
+    config: &KafkaConfig,
+    client: &Client,
+    group: &str,
+    components: Vec<String>,
+    requests: UnboundedSender<Request>,
+    shutdown: Shutdown,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let topic = plan::topic_name(&config.topic_subname, group)?;
+    ensure_topic(client, &topic, &components, config.replication_factor).await?;
+    let consumer = member::join(&config.consumer_settings(), group, &topic, components.clone(), requests)?;
+    info!(group, topic = %topic, "group {group}: joining through {topic} ({} components to share)", components.len());
+    std::thread::Builder::new()
+        .name("love-group".into())
+        .spawn(move || {
+            while !shutdown.is_triggered() {
+                if let Some(Err(e)) = consumer.poll(Duration::from_millis(200)) {
+                    tracing::debug!("group: {e}");
+                }
+            }
+            // Dropping the consumer leaves the group (its revoke callback stops nothing more:
+            // the host is stopping every producer anyway).
+        })
+        .map_err(|e| format!("group {group}: starting its thread: {e}"))
+}
+
+async fn ensure_topic(client: &Client, topic: &str, components: &[String], replication: i16) -> Result<(), String> {
+    let topics = client.list_topics().await.map_err(|e| format!("{topic}: listing the broker's topics: {e}"))?;
+    if let Some(t) = topics.iter().find(|t| t.name == topic) {
+        return plan::check_partition_count(topic, t.partitions.len(), components);
+    }
+    let controller = client.controller_client().map_err(|e| format!("{topic}: controller: {e}"))?;
+    match controller.create_topic(topic, components.len() as i32, replication.max(1), 5_000).await {
+        Ok(()) => {
+            info!(topic, "group: created the coordination topic {topic} with {} partitions", components.len());
+            Ok(())
+        }
+        Err(rskafka::client::error::Error::ServerError {
+            protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(format!("{topic}: creating the coordination topic: {e}")),
+    }
+}
+
+/// Join `group` for a run: the deployment then starts and stops the producers of `assignments`
+/// as the group gives their components to this host or takes them away.
+pub async fn join_group(
+    group: &str,
+    defaults: &ProducerDefaults,
+    assignments: &[Assignment],
+    catalog: &Arc<TopicCatalog>,
+    links: &Links,
+    ctx: RuntimeContext,
+) -> Result<(Membership, std::thread::JoinHandle<()>), String> {
+    let kafka = KafkaConfig::from_env().map_err(|e| format!("group {group}: {e}"))?;
+    let client = crate::sal::kafka::connect(&kafka).await.map_err(|e| format!("group {group}: {e}"))?;
+    let by_name: HashMap<String, (Assignment, Arc<dyn Outbox>)> =
+        assignments.iter().map(|a| (a.component.to_string(), (a.clone(), links.outbox_of(&a.component)))).collect();
+    let names: Vec<String> = assignments.iter().map(|a| a.component.to_string()).collect();
+    let (defaults, catalog, shutdown) = (defaults.clone(), catalog.clone(), ctx.shutdown.clone());
+    let start_producer: StartFn = Box::new(move |name: &str| {
+        let (a, outbox) = by_name.get(name).ok_or_else(|| format!("{name} is not a configured component"))?;
+        start_one(a, &defaults, &catalog, RuntimeContext { outbox: outbox.clone(), ..ctx.clone() }, true)
+    });
+    let (tx, requests) = tokio::sync::mpsc::unbounded_channel();
+    let thread = start(&kafka, &client, group, names, tx, shutdown).await?;
+    Ok((Membership { requests, start: start_producer }, thread))
+}
