@@ -18,6 +18,8 @@
 //! - [`deploy`]: hot deployment: the directory watched, changes turned into actions, producers
 //!   swapped, failed upgrades undone.
 //! - [`factory`]: which producer type serves each configured component, and why; how it is made.
+//! - [`group`]: `--group`: the components shared with other hosts through a Kafka consumer
+//!   group, their producers started and stopped as the group assigns them.
 //! - [`links`]: the manager links of a run, each component routed to its own.
 //! - [`locks`]: poison-tolerant locking, the one way the host takes a `Mutex` or `RwLock`.
 //! - [`logging`]: log lines (text or JSON, redacted) and the panic hook.
