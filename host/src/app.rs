@@ -218,7 +218,8 @@ fn runtime_context(
     }
 }
 
-/// Start every assigned producer on its component's link (`all`: none, with a group).
+/// Start every assigned producer on its component's link (`all` false: none; with a group the
+/// deployment starts them as the group assigns their components).
 fn start_producers(
     config: &RunConfig,
     plan: &Plan,

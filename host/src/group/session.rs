@@ -56,17 +56,11 @@ async fn ensure_topic(client: &Client, topic: &str, components: &[String], repli
         return plan::check_partition_count(topic, t.partitions.len(), components);
     }
     let controller = client.controller_client().map_err(|e| format!("{topic}: controller: {e}"))?;
-    match controller.create_topic(topic, components.len() as i32, replication.max(1), 5_000).await {
-        Ok(()) => {
-            info!(topic, "group: created the coordination topic {topic} with {} partitions", components.len());
-            Ok(())
-        }
-        Err(rskafka::client::error::Error::ServerError {
-            protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
-            ..
-        }) => Ok(()),
-        Err(e) => Err(format!("{topic}: creating the coordination topic: {e}")),
-    }
+    crate::sal::kafka::writer::create_topic(&controller, topic, components.len() as i32, replication)
+        .await
+        .map_err(|e| format!("creating the coordination topic: {e}"))?;
+    info!(topic, "group: the coordination topic {topic} has {} partitions", components.len());
+    Ok(())
 }
 
 /// Join `group` for a run: the deployment then starts and stops the producers of `assignments`

@@ -386,7 +386,7 @@ pub async fn create_component_topics(
     let results: Vec<Result<(), KafkaError>> = futures_util::stream::iter(names)
         .map(|full| {
             let controller = &controller;
-            async move { create_topic(controller, &full, config.replication_factor).await }
+            async move { create_topic(controller, &full, 1, config.replication_factor).await }
         })
         .buffer_unordered(16)
         .collect()
@@ -396,12 +396,14 @@ pub async fn create_component_topics(
     Ok(created)
 }
 
-async fn create_topic(
+/// Create `topic` with `partitions` partitions; one that exists already is not an error.
+pub async fn create_topic(
     controller: &rskafka::client::controller::ControllerClient,
     topic: &str,
+    partitions: i32,
     replication: i16,
 ) -> Result<(), KafkaError> {
-    match controller.create_topic(topic, 1, replication.max(1), 5_000).await {
+    match controller.create_topic(topic, partitions, replication.max(1), 5_000).await {
         Ok(()) => Ok(()),
         Err(rskafka::client::error::Error::ServerError {
             protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
@@ -418,7 +420,7 @@ pub async fn ensure_topic(client: &Client, topic: &str, replication: i16) -> Res
         return Ok(());
     }
     let controller = client.controller_client().map_err(|e| KafkaError::Kafka(format!("controller: {e}")))?;
-    create_topic(&controller, topic, replication).await
+    create_topic(&controller, topic, 1, replication).await
 }
 
 /// A field description inferred from a value (when no catalog or registry defines the topic).
