@@ -14,30 +14,21 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::clock::unix_now;
-use crate::component::ComponentName;
+use crate::group::GroupStatus;
 use crate::manager::ManagerHandle;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
-use crate::runtime::ProducerStatus;
+use crate::producers::RunningProducers;
 use crate::sal::SalSource;
 use crate::shutdown::Shutdown;
-
-/// One producer as the admin endpoint sees it.
-#[derive(Clone)]
-pub struct ProducerView {
-    /// The component.
-    pub component: ComponentName,
-    /// (type, plugin label) serving it now.
-    pub current: Arc<Mutex<crate::runtime::Serving>>,
-    /// Its counters.
-    pub status: Arc<ProducerStatus>,
-}
 
 /// Everything the endpoint reports on.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The producers.
-    pub producers: Vec<ProducerView>,
+    /// The producers running now.
+    pub producers: RunningProducers,
+    /// With `--group`: the host's standing in its group.
+    pub group: Option<Arc<GroupStatus>>,
     /// The manager links, by name.
     pub links: Vec<(String, ManagerHandle)>,
     /// The SAL source.
@@ -64,8 +55,11 @@ pub fn not_ready_reasons(state: &AdminState) -> Vec<String> {
     if !state.sal.is_ready() {
         reasons.push(format!("SAL source {} not ready", state.sal.name()));
     }
+    if let Some(why) = state.group.as_ref().and_then(|g| g.not_ready()) {
+        reasons.push(why);
+    }
     let now = crate::watchdog::mono_ns();
-    for p in &state.producers {
+    for p in &state.producers.list() {
         if let Some(s) = p.status.clock.stuck_call(now) {
             let label = p.current.lock().map(|g| g.label.clone()).unwrap_or_default();
             reasons.push(format!(
@@ -85,6 +79,7 @@ pub fn not_ready_reasons(state: &AdminState) -> Vec<String> {
 fn producers_json(state: &AdminState) -> serde_json::Value {
     let list: Vec<serde_json::Value> = state
         .producers
+        .list()
         .iter()
         .map(|p| {
             let crate::runtime::Serving { producer_type: ty, label } =
@@ -104,6 +99,8 @@ fn producers_json(state: &AdminState) -> serde_json::Value {
                 "producer_type": ty,
                 "plugin": label,
                 "state": run_state,
+                "serving_because": &*p.why,
+                "serving_since": p.since,
                 "stuck_call": stuck.map(|s| s.call.describe()),
                 "stuck_seconds": stuck.map(|s| s.elapsed.as_secs_f64()),
                 "inputs_dropped": st.inputs_dropped.get(),

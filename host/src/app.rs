@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::admin::{AdminState, ProducerView};
+use crate::admin::AdminState;
 use crate::config::{RunConfig, SalChoice};
 use crate::deploy::{DeployError, DeployStats, FactoryInputs, WatchedDir};
 use crate::factory::{assign, Assignment, FactoryError};
@@ -149,11 +149,13 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
             return Err(RunError::Producer(e));
         }
     };
-    info!("love-host running: {} producer(s); stop with SIGINT or SIGTERM", managed.len());
-    let views = producer_views(&managed);
+    match &config.group {
+        Some(g) => info!("love-host running in group {g}: its producers start as the group assigns components"),
+        None => info!("love-host running: {} producer(s); stop with SIGINT or SIGTERM", managed.len()),
+    }
+    let group = membership.as_ref().map(|m| m.status.clone());
     let deploy_stats = Arc::new(DeployStats::default());
-    let statuses: Vec<_> = views.iter().map(|v| (v.component.clone(), v.status.clone())).collect();
-    let metrics = Arc::new(Metrics::new(&statuses, &links.handles, &deploy_stats, sal.source.clone()));
+    let metrics = Arc::new(Metrics::new(&links.handles, &deploy_stats, sal.source.clone(), group.as_deref()));
     let registry = Arc::new(Mutex::new(plan.registry.clone()));
     let watched = config.plugins.as_ref().map(|p| WatchedDir {
         dir: &p.dir,
@@ -162,6 +164,7 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
         state_dir: &config.state_dir,
     });
     let inputs = FactoryInputs { overrides: config.overrides.clone(), catalog: plan.catalog.clone() };
+    let running = deploy_stats.running.clone();
     let deployment = crate::deploy::start(
         watched,
         plan.registry,
@@ -174,7 +177,8 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
     )?;
     if let Some(addr) = config.admin_addr {
         let state = AdminState {
-            producers: views,
+            producers: running,
+            group,
             links: links.handles.clone(),
             sal: sal.source.clone(),
             registry,
@@ -231,13 +235,4 @@ fn start_producers(
     let ctx = runtime_context(config, plan, sal, links, shutdown);
     let assignments = if all { &plan.assignments[..] } else { &[] };
     crate::producers::start_all(assignments, &config.producers, &plan.catalog, &ctx, |a| links.outbox_of(&a.component))
-}
-
-fn producer_views(managed: &[ManagedProducer]) -> Vec<ProducerView> {
-    let view = |m: &ManagedProducer| ProducerView {
-        component: m.handle.component.clone(),
-        current: m.handle.current.clone(),
-        status: m.handle.status.clone(),
-    };
-    managed.iter().map(view).collect()
 }

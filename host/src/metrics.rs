@@ -20,7 +20,9 @@ use prometheus_client::registry::Registry;
 use crate::clock::unix_now;
 use crate::component::ComponentName;
 use crate::deploy::DeployStats;
+use crate::group::GroupStatus;
 use crate::manager::{LinkMetrics, ManagerHandle};
+use crate::producers::{ProducerView, RunningProducers};
 use crate::runtime::ProducerStatus;
 use crate::sal::SalSource;
 
@@ -82,6 +84,42 @@ impl<L: EncodeLabelSet, M: EncodeMetric + TypedMetric> EncodeMetric for Members<
     }
 }
 
+/// A producer's members of a family.
+type MembersOf<L, M> = Box<dyn Fn(&ProducerView) -> Vec<(L, M)> + Send + Sync>;
+
+/// A family with a member per producer running at the scrape (with `--group` they come and go).
+struct PerProducer<L, M> {
+    running: RunningProducers,
+    members: MembersOf<L, M>,
+}
+
+impl<L, M> PerProducer<L, M> {
+    fn new(running: &RunningProducers, members: impl Fn(&ProducerView) -> Vec<(L, M)> + Send + Sync + 'static) -> Self {
+        PerProducer { running: running.clone(), members: Box::new(members) }
+    }
+}
+
+impl<L, M> fmt::Debug for PerProducer<L, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PerProducer").field(&self.running).finish()
+    }
+}
+
+impl<L: EncodeLabelSet, M: EncodeMetric + TypedMetric> EncodeMetric for PerProducer<L, M> {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for p in self.running.list() {
+            for (labels, metric) in (self.members)(&p) {
+                metric.encode(encoder.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+}
+
 /// A gauge of the present, read at the scrape (an age, a call stuck now).
 struct Present(Box<dyn Fn() -> i64 + Send + Sync>);
 
@@ -129,15 +167,19 @@ impl Collector for SalRecords {
 }
 
 impl Metrics {
-    /// Register the metrics of the running producers, links, deployment and SAL source.
+    /// Register the metrics of the running producers (`deploy.running`), links, deployment, SAL
+    /// source and group.
     pub fn new(
-        producers: &[(ComponentName, Arc<ProducerStatus>)],
         links: &[(String, ManagerHandle)],
         deploy: &DeployStats,
         sal: Arc<dyn SalSource>,
+        group: Option<&GroupStatus>,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("love_host");
-        register_producers(&mut registry, producers);
+        register_producers(&mut registry, &deploy.running);
+        if let Some(g) = group {
+            register_group(&mut registry, g);
+        }
         let help = "Which producer type and plugin serve each component (value 1)";
         registry.register("producer_info", help, deploy.serving.clone());
         let links: Vec<(String, Arc<LinkMetrics>)> = links.iter().map(|(n, h)| (n.clone(), h.metrics())).collect();
@@ -157,18 +199,21 @@ impl Metrics {
     }
 }
 
-fn register_producers(registry: &mut Registry, producers: &[(ComponentName, Arc<ProducerStatus>)]) {
+fn register_producers(registry: &mut Registry, producers: &RunningProducers) {
     let labels = |c: &ComponentName| ComponentLabels { component: c.name.clone(), index: c.index.to_string() };
     let each = |of: fn(&ProducerStatus) -> &Counter| {
-        Members(producers.iter().map(|(c, st)| (labels(c), of(st).clone())).collect())
+        PerProducer::new(producers, move |p| vec![(labels(&p.component), of(&p.status).clone())])
     };
-    let sent = producers.iter().flat_map(|(c, st)| {
-        [("event", &st.sent_event), ("telemetry", &st.sent_telemetry), ("other", &st.sent_other)].map(|(cat, v)| {
-            let l = CategoryLabels { component: c.name.clone(), index: c.index.to_string(), category: cat.into() };
-            (l, v.clone())
-        })
+    let sent = PerProducer::new(producers, move |p| {
+        let (c, st) = (&p.component, &p.status);
+        [("event", &st.sent_event), ("telemetry", &st.sent_telemetry), ("other", &st.sent_other)]
+            .map(|(cat, v)| {
+                let l = CategoryLabels { component: c.name.clone(), index: c.index.to_string(), category: cat.into() };
+                (l, v.clone())
+            })
+            .to_vec()
     });
-    registry.register("messages_sent", "Messages producers sent, by component and category", Members(sent.collect()));
+    registry.register("messages_sent", "Messages producers sent, by component and category", sent);
     registry.register("sal_samples_received", "SAL samples delivered to each producer", each(|s| &s.samples));
     registry.register("producer_restarts", "Producer restarts after a panic", each(|s| &s.restarts));
     registry.register("producer_panics", "Panics caught inside producers", each(|s| &s.panics));
@@ -178,24 +223,31 @@ fn register_producers(registry: &mut Registry, producers: &[(ComponentName, Arc<
     let help = "Messages sent in answer to initial_state requests";
     registry.register("initial_state_replies", help, each(|s| &s.replies));
     let present = |of: fn(&ProducerStatus) -> i64| {
-        let members = producers.iter().map(|(c, st)| {
-            let st = st.clone();
-            (labels(c), Present(Box::new(move || of(&st))))
-        });
-        Members(members.collect())
+        PerProducer::new(producers, move |p| {
+            let st = p.status.clone();
+            vec![(labels(&p.component), Present(Box::new(move || of(&st))))]
+        })
     };
     let help = "Seconds since each producer's last SAL sample (-1: none yet)";
     registry.register("last_sample_age_seconds", help, present(sample_age));
-    let lost: Vec<(ComponentLabels, Gauge)> =
-        producers.iter().map(|(c, st)| (labels(c), st.heartbeat_lost.clone())).collect();
+    let lost = PerProducer::new(producers, move |p| vec![(labels(&p.component), p.status.heartbeat_lost.clone())]);
     let help = "Lost heartbeats in each producer's latest Heartbeat message (-1: none yet)";
-    registry.register("heartbeat_lost", help, Members(lost));
+    registry.register("heartbeat_lost", help, lost);
     let help = "1 while a call into the producer has run longer than --producer-call-timeout";
     registry.register("producer_stuck", help, present(|s| s.clock.is_stuck() as i64));
     let help = "Calls into each producer found stuck by the watchdog";
     registry.register("producer_stuck_calls", help, each(|s| &s.clock.stuck_total));
     let help = "Inputs dropped because the producer was stuck in a call";
     registry.register("producer_inputs_dropped", help, each(|s| &s.inputs_dropped));
+}
+
+fn register_group(registry: &mut Registry, group: &GroupStatus) {
+    let help = "1 while this host holds an assignment from its --group (0 while joining or after a loss)";
+    registry.register("group_holding_assignment", help, group.holding.clone());
+    let help = "Group rebalances that moved components in or out of this host, by change";
+    registry.register("group_rebalances", help, group.rebalances.clone());
+    let help = "Seconds from a rebalance callback to its producers stopped and started";
+    registry.register("group_rebalance_seconds", help, group.rebalance_seconds.clone());
 }
 
 fn sample_age(status: &ProducerStatus) -> i64 {
@@ -289,7 +341,17 @@ mod tests {
         let status = Arc::new(ProducerStatus::new());
         let component = ComponentName { name: "ATDome".into(), index: 0 };
         let deploy = DeployStats::default();
-        let metrics = Metrics::new(&[(component, status.clone())], &[], &deploy, Arc::new(Counting));
+        let metrics = Metrics::new(&[], &deploy, Arc::new(Counting), None);
+        assert!(!metrics.encode().contains("ATDome"), "no producer running yet");
+        let view = |component: ComponentName, status: &Arc<ProducerStatus>| ProducerView {
+            component,
+            current: Arc::default(),
+            status: status.clone(),
+            why: "configured".into(),
+            since: 0.0,
+        };
+        // Producers started after the registration (a group's assignment) are in the next scrape.
+        deploy.running.replace(vec![view(component.clone(), &status)]);
         let text = metrics.encode();
         let line = |name: &str| text.lines().find(|l| l.starts_with(name)).map(str::to_string);
         assert_eq!(
@@ -319,5 +381,25 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == expected), "{expected} in\n{text}");
         }
+        // A component moved away is no longer listed.
+        let other = Arc::new(ProducerStatus::new());
+        deploy.running.replace(vec![view(ComponentName { name: "Watcher".into(), index: 0 }, &other)]);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"component="ATDome""#), "{text}");
+        assert!(text.contains(r#"love_host_heartbeat_lost{component="Watcher",index="0"} -1"#), "{text}");
+    }
+
+    #[test]
+    fn a_group_member_reports_its_assignment_and_its_rebalances() {
+        let deploy = DeployStats::default();
+        let group = GroupStatus::new("summit", "lsst.t.love-host.summit");
+        let metrics = Metrics::new(&[], &deploy, Arc::new(Counting), Some(&group));
+        assert!(metrics.encode().contains("love_host_group_holding_assignment 0\n"));
+        group.on_callback(crate::group::plan::Change::Assigned);
+        group.on_carried_out(crate::group::plan::Change::Assigned, std::time::Duration::from_millis(20));
+        let text = metrics.encode();
+        assert!(text.contains("love_host_group_holding_assignment 1\n"), "{text}");
+        assert!(text.contains(r#"love_host_group_rebalances_total{change="assigned"} 1"#), "{text}");
+        assert!(text.contains("love_host_group_rebalance_seconds_count 1\n"), "{text}");
     }
 }

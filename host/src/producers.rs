@@ -1,15 +1,17 @@
 //! The running producers: started from the factory's decisions, each on the manager link of
 //! its component, and stopped together within one bound.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tracing::warn;
 
+use crate::clock::unix_now;
+use crate::component::ComponentName;
 use crate::factory::{Assignment, ProducerDefaults, ProducerSource};
 use crate::manager::Outbox;
 use crate::plugin::LoadedPlugin;
-use crate::runtime::{spawn_producer, ProducerHandle, RuntimeContext};
+use crate::runtime::{spawn_producer, ProducerHandle, ProducerStatus, RuntimeContext, Serving};
 use crate::sal::catalog::TopicCatalog;
 
 /// A running producer as the host manages it.
@@ -21,6 +23,65 @@ pub struct ManagedProducer {
     /// Stops this producer alone (a component moved to another host); `None`: it stops only
     /// with the host.
     pub stop: Option<crate::shutdown::ShutdownTrigger>,
+    /// Why this host serves the component (configured; given by the group).
+    pub why: String,
+    /// When it started (Unix seconds).
+    pub since: f64,
+}
+
+impl ManagedProducer {
+    fn view(&self) -> ProducerView {
+        ProducerView {
+            component: self.handle.component.clone(),
+            current: self.handle.current.clone(),
+            status: self.handle.status.clone(),
+            why: self.why.as_str().into(),
+            since: self.since,
+        }
+    }
+}
+
+/// A running producer as the admin endpoint and the metrics see it.
+#[derive(Clone)]
+pub struct ProducerView {
+    /// The component.
+    pub component: ComponentName,
+    /// (type, plugin label) serving it now.
+    pub current: Arc<Mutex<Serving>>,
+    /// Its counters.
+    pub status: Arc<ProducerStatus>,
+    /// Why this host serves it.
+    pub why: Arc<str>,
+    /// Since when (Unix seconds).
+    pub since: f64,
+}
+
+/// The producers running now, for the admin endpoint and the metrics: with `--group` the set
+/// changes at every rebalance, so they read it at each request rather than once at start.
+#[derive(Clone, Default)]
+pub struct RunningProducers(Arc<RwLock<Vec<ProducerView>>>);
+
+impl std::fmt::Debug for RunningProducers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RunningProducers").field(&self.list().len()).finish()
+    }
+}
+
+impl RunningProducers {
+    /// The producers running now are `managed`.
+    pub fn set(&self, managed: &[ManagedProducer]) {
+        self.replace(managed.iter().map(ManagedProducer::view).collect());
+    }
+
+    /// The producers running now are `views`.
+    pub fn replace(&self, views: Vec<ProducerView>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = views;
+    }
+
+    /// The producers running now.
+    pub fn list(&self) -> Vec<ProducerView> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Start the producer of every assignment, with the outbox `outbox_of` gives its component.
@@ -60,7 +121,8 @@ pub fn start_one(
         ProducerSource::Plugin(p) => Some(p.clone()),
         ProducerSource::Base => None,
     };
-    Ok(ManagedProducer { handle, plugin, stop })
+    let why = if alone { "assigned to this host by the group" } else { "configured" };
+    Ok(ManagedProducer { handle, plugin, stop, why: why.into(), since: unix_now() })
 }
 
 /// Stop `some` producers (each with its own trigger; the others are left running), all

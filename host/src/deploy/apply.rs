@@ -98,8 +98,8 @@ pub async fn apply(
     all_ok
 }
 
-/// Log what is loaded and who serves what, and say it in the metrics (after start-up and after
-/// every deployment).
+/// Log what is loaded and who serves what, and say it in the metrics and the admin endpoint's
+/// list (after start-up, every deployment and every group rebalance).
 pub fn report(registry: &PluginRegistry, managed: &[ManagedProducer], stats: &DeployStats) {
     stats.plugins_loaded(registry.plugins());
     let serving: Vec<(ComponentName, Serving)> = managed
@@ -107,6 +107,7 @@ pub fn report(registry: &PluginRegistry, managed: &[ManagedProducer], stats: &De
         .map(|m| (m.handle.component.clone(), m.handle.current.lock().map(|c| c.clone()).unwrap_or_default()))
         .collect();
     stats.serving(&serving);
+    stats.running.set(managed);
     let plugins: Vec<String> =
         registry.plugins().iter().map(|p| format!("{} {}", p.descriptor.name, p.descriptor.version)).collect();
     let serving: Vec<String> = serving.iter().map(|(c, s)| format!("{c}={} ({})", s.producer_type, s.label)).collect();

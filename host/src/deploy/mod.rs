@@ -51,6 +51,8 @@ pub struct DeployStats {
     pub loaded: Family<PluginLabels, Gauge>,
     /// Which producer type and plugin serve each component (value 1).
     pub serving: Family<ServingLabels, Gauge>,
+    /// The producers running now, for the admin endpoint and the metrics.
+    pub running: crate::producers::RunningProducers,
 }
 
 /// A loaded plugin, as its metric names it.

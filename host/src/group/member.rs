@@ -4,7 +4,7 @@
 //! stops are done before it returns, so the next owner starts only after this host stopped.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::plan::{Change, Moves, Serving};
+use super::GroupStatus;
 
 /// A request to the owner of the producers; `done` is answered once the stops are done.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct Request {
     pub change: Change,
     pub moves: Moves,
     pub done: Option<mpsc::Sender<()>>,
+    /// When the rebalance callback made it.
+    pub at: Instant,
 }
 
 /// How long a revoke waits for its stops before it lets the rebalance go on anyway.
@@ -29,6 +32,7 @@ pub struct Member {
     group: String,
     serving: Mutex<Serving>,
     requests: tokio::sync::mpsc::UnboundedSender<Request>,
+    status: Arc<GroupStatus>,
 }
 
 impl ClientContext for Member {}
@@ -54,16 +58,17 @@ impl Member {
     fn apply(&self, change: Change, list: &TopicPartitionList, wait: bool) {
         let parts: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
         let moves = self.serving.lock().unwrap_or_else(|p| p.into_inner()).apply(change, &parts);
+        self.status.on_callback(change);
         if moves.start.is_empty() && moves.stop.is_empty() {
             return;
         }
         tracing::info!(group = %self.group, ?change, start = ?moves.start, stop = ?moves.stop, "group rebalance");
         let (tx, rx) = mpsc::channel();
         let done = wait.then_some(tx);
-        if self.requests.send(Request { change, moves, done }).is_err() || !wait {
+        let t = Instant::now();
+        if self.requests.send(Request { change, moves, done, at: t }).is_err() || !wait {
             return;
         }
-        let t = Instant::now();
         match rx.recv_timeout(STOP_BOUND) {
             Ok(()) => tracing::info!(group = %self.group, "stopped in {:?}", t.elapsed()),
             Err(RecvTimeoutError::Timeout) => {
@@ -88,6 +93,7 @@ pub fn join(
     topic: &str,
     components: Vec<String>,
     requests: tokio::sync::mpsc::UnboundedSender<Request>,
+    status: Arc<GroupStatus>,
 ) -> Result<BaseConsumer<Member>, String> {
     let mut cfg = ClientConfig::new();
     // A dead host's components move after the session timeout: 10 s rather than librdkafka's
@@ -101,7 +107,7 @@ pub fn join(
         cfg.set(k, v);
     }
     cfg.set("group.id", format!("love-host.{group}"));
-    let member = Member { group: group.to_string(), serving: Mutex::new(Serving::new(components)), requests };
+    let member = Member { group: group.to_string(), serving: Mutex::new(Serving::new(components)), requests, status };
     let consumer: BaseConsumer<Member> = cfg
         .create_with_context(member)
         .map_err(|e| format!("group {group}: creating the group consumer for topic {topic}: {e}"))?;

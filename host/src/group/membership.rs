@@ -2,12 +2,14 @@
 //! components taken away are stopped first, and the stop is confirmed to the group member
 //! waiting in its revoke callback; the producers of the components given are started.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
 
 use super::member::Request;
+use super::GroupStatus;
 use crate::producers::{stop_some, ManagedProducer};
 
 /// How long the producers of the components taken away may take to stop, all together.
@@ -22,6 +24,8 @@ pub struct Membership {
     pub requests: UnboundedReceiver<Request>,
     /// Starts a producer.
     pub start: StartFn,
+    /// What the group says about this host.
+    pub status: Arc<GroupStatus>,
 }
 
 impl Membership {
@@ -35,7 +39,6 @@ impl Membership {
 
     /// Stop then start what `request` says; the stops are confirmed before the starts.
     pub async fn carry_out(&self, request: Request, managed: &mut Vec<ManagedProducer>) {
-        let t = Instant::now();
         let leaving: Vec<ManagedProducer> = {
             let (out, keep) = std::mem::take(managed)
                 .into_iter()
@@ -53,15 +56,25 @@ impl Membership {
                 continue;
             }
             match (self.start)(name) {
-                Ok(m) => managed.push(m),
+                Ok(mut m) => {
+                    m.why = format!("assigned to this host by group {}", self.status.group);
+                    managed.push(m)
+                }
                 Err(e) => warn!(component = %name, "group: cannot start the producer of {name}: {e}"),
             }
         }
+        let took = request.at.elapsed();
+        self.status.on_carried_out(request.change, took);
+        let serving: Vec<String> = managed.iter().map(|m| m.handle.component.to_string()).collect();
         info!(
-            change = ?request.change, stopped, started = ?request.moves.start, took_ms = t.elapsed().as_millis() as u64,
-            "group: {stopped} producer(s) stopped, {} started; serving {} component(s)",
+            change = ?request.change, stopped, started = ?request.moves.start, took_ms = took.as_millis() as u64,
+            "group {}: rebalance ({:?}) carried out in {took:.1?}: {stopped} producer(s) stopped, {} started; \
+             serving {} of the group's components: [{}]",
+            self.status.group,
+            request.change,
             request.moves.start.len(),
-            managed.len()
+            serving.len(),
+            serving.join(", ")
         );
     }
 }

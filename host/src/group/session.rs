@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::member::{self, Request};
 use super::plan;
-use super::{Membership, StartFn};
+use super::{GroupStatus, Membership, StartFn};
 use crate::factory::{Assignment, ProducerDefaults};
 use crate::links::Links;
 use crate::manager::Outbox;
@@ -31,12 +31,14 @@ pub async fn start(
     components: Vec<String>,
     requests: UnboundedSender<Request>,
     shutdown: Shutdown,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<(std::thread::JoinHandle<()>, Arc<GroupStatus>), String> {
     let topic = plan::topic_name(&config.topic_subname, group)?;
     ensure_topic(client, &topic, &components, config.replication_factor).await?;
-    let consumer = member::join(&config.consumer_settings(), group, &topic, components.clone(), requests)?;
+    let status = Arc::new(GroupStatus::new(group, &topic));
+    let consumer =
+        member::join(&config.consumer_settings(), group, &topic, components.clone(), requests, status.clone())?;
     info!(group, topic = %topic, "group {group}: joining through {topic} ({} components to share)", components.len());
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("love-group".into())
         .spawn(move || {
             while !shutdown.is_triggered() {
@@ -47,7 +49,8 @@ pub async fn start(
             // Dropping the consumer leaves the group (its revoke callback stops nothing more:
             // the host is stopping every producer anyway).
         })
-        .map_err(|e| format!("group {group}: starting its thread: {e}"))
+        .map_err(|e| format!("group {group}: starting its thread: {e}"))?;
+    Ok((thread, status))
 }
 
 async fn ensure_topic(client: &Client, topic: &str, components: &[String], replication: i16) -> Result<(), String> {
@@ -84,6 +87,6 @@ pub async fn join_group(
         start_one(a, &defaults, &catalog, RuntimeContext { outbox: outbox.clone(), ..ctx.clone() }, true)
     });
     let (tx, requests) = tokio::sync::mpsc::unbounded_channel();
-    let thread = start(&kafka, &client, group, names, tx, shutdown).await?;
-    Ok((Membership { requests, start: start_producer }, thread))
+    let (thread, status) = start(&kafka, &client, group, names, tx, shutdown).await?;
+    Ok((Membership { requests, start: start_producer, status }, thread))
 }
