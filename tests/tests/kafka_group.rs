@@ -109,7 +109,7 @@ fn moves(mgr: &FakeManager, since: Duration) -> Vec<(String, Duration)> {
 }
 
 struct Site {
-    _broker: Broker,
+    broker: Option<Broker>,
     _registry: Registry,
     mgr: FakeManager,
     env: Vec<(String, String)>,
@@ -125,9 +125,11 @@ impl Site {
         let conf = std::env::temp_dir().join(format!("love-host-group-{}", std::process::id()));
         std::fs::create_dir_all(&conf).unwrap();
         // As salobj deployments are set up: the consumer configuration is a YAML file of
-        // librdkafka settings, used by the group member too.
+        // librdkafka settings, used by the group member too (its session timeout here: 6 s
+        // rather than love-host's 10, which shortens the test by about 10 s).
         let consumer = conf.join("consumer.yaml");
-        std::fs::write(&consumer, "socket.keepalive.enable: true\nfetch.wait.max.ms: 250\n").unwrap();
+        std::fs::write(&consumer, "socket.keepalive.enable: true\nfetch.wait.max.ms: 250\nsession.timeout.ms: 6000\n")
+            .unwrap();
         let env = vec![
             ("LSST_TOPIC_SUBNAME".to_string(), "group".to_string()),
             ("LSST_KAFKA_BROKER_ADDR".to_string(), broker.addr()),
@@ -146,7 +148,7 @@ impl Site {
             .expect("start love-sal-writer");
         let plugins = plugin_dir("group", &[plugin_so("csc")]);
         let mgr = FakeManager::start(PASSWORD).await;
-        Site { _broker: broker, _registry: registry, mgr, env, plugins, conf, writer }
+        Site { broker: Some(broker), _registry: registry, mgr, env, plugins, conf, writer }
     }
 
     fn host(&self) -> HostProcess {
@@ -193,7 +195,7 @@ fn producers_of(host: &HostProcess) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hosts_share_six_components_take_over_a_killed_ones_and_share_again() {
     let t0 = Instant::now();
-    let site = Site::start().await;
+    let mut site = Site::start().await;
     eprintln!("site up in {:.1?}", t0.elapsed());
     let a = site.host();
     let mut b = site.host();
@@ -249,4 +251,20 @@ async fn two_hosts_share_six_components_take_over_a_killed_ones_and_share_again(
     // Never two hosts at once for one component.
     let found = overlaps(&site.mgr);
     assert!(found.is_empty(), "components served by two hosts at once: {found:#?}");
+
+    // Cut off from the broker, the hosts stop serving once librdkafka declares the session
+    // lost, and are not ready.
+    let cut = Instant::now();
+    drop(site.broker.take());
+    let deadline = cut + Duration::from_secs(60);
+    while [&a, &c].iter().any(|h| !producers_of(h).is_empty()) {
+        assert!(Instant::now() < deadline, "still serving 60 s after the broker went away: {}", a.stderr().join("\n"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("broker gone: both hosts stopped serving {:.1?} later", cut.elapsed());
+    for h in [&a, &c] {
+        let (status, body) = http_get(&admin_addr(h), "/readyz");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("group site: no assignment held"), "{body}");
+    }
 }
