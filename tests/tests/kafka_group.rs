@@ -268,3 +268,35 @@ async fn two_hosts_share_six_components_take_over_a_killed_ones_and_share_again(
         assert!(body.contains("group site: no assignment held"), "{body}");
     }
 }
+
+/// Partition N must be one component to every host: a host whose list differs from the one the
+/// group's first host recorded is refused, naming the topic and both lists; the same list in
+/// another order joins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_with_another_component_list_is_refused_and_the_order_does_not_matter() {
+    let broker = Broker::start().await;
+    let registry = Registry::start().await;
+    let env = [
+        ("LSST_TOPIC_SUBNAME", "lists".to_string()),
+        ("LSST_KAFKA_BROKER_ADDR", broker.addr()),
+        ("LSST_SCHEMA_REGISTRY_URL", registry.url()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let host = |components: &[&str]| {
+        let mut args = vec!["--sal", "kafka", "--group", "g", "--components"];
+        args.extend(components);
+        HostProcess::start_with_env(&args, &env)
+    };
+    let first = host(&["ATDome", "ATMCS", "Watcher"]);
+    first.wait_log(T, "group g: joining through lsst.lists.love-host.g");
+    let mut other = host(&["ATDome", "ATMCS", "ATPneumatics"]);
+    let status = other.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let log = other.stderr().join("\n");
+    assert!(
+        log.contains("coordination topic lsst.lists.love-host.g was set up for the components ATDome:0 ATMCS:0 Watcher:0 but this host is configured with ATDome:0 ATMCS:0 ATPneumatics:0"),
+        "{log}"
+    );
+    let reordered = host(&["Watcher", "ATMCS", "ATDome"]);
+    reordered.wait_log(T, "group g: joining through lsst.lists.love-host.g");
+}

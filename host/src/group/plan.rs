@@ -53,6 +53,21 @@ pub fn check_partition_count(topic: &str, existing: usize, components: &[String]
     ))
 }
 
+/// Checks the component list the group's first host recorded (`recorded`, one per line)
+/// against this host's `components`.
+pub fn check_components(topic: &str, recorded: &str, components: &[String]) -> Result<(), String> {
+    let recorded: Vec<&str> = recorded.lines().collect();
+    if recorded == components {
+        return Ok(());
+    }
+    Err(format!(
+        "coordination topic {topic} was set up for the components {} but this host is configured with {}: \
+         every host of a group must be started with the same component list; delete the topic or use another --group",
+        recorded.join(" "),
+        components.join(" ")
+    ))
+}
+
 /// Partition index -> component and the serving set that follows the rebalances.
 #[derive(Debug)]
 pub struct Serving {
@@ -121,6 +136,16 @@ mod tests {
         assert!(check_partition_count("t", 6, &six()).is_ok());
         let e = check_partition_count("lsst.x.love-host.g", 5, &six()).unwrap_err();
         assert!(e.contains("lsst.x.love-host.g has 5 partitions") && e.contains("6 components"), "{e}");
+    }
+
+    #[test]
+    fn the_recorded_component_list_must_be_this_hosts() {
+        assert!(check_components("t", &six().join("\n"), &six()).is_ok());
+        let mut other = six();
+        other[1] = "ATPneumatics".into();
+        let e = check_components("lsst.x.love-host.g", &six().join("\n"), &other).unwrap_err();
+        assert!(e.contains("lsst.x.love-host.g was set up for the components ATDome ATMCS"), "{e}");
+        assert!(e.contains("configured with ATDome ATPneumatics"), "{e}");
     }
 
     #[test]

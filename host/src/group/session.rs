@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::client::Client;
+use rskafka::record::Record;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::info;
 
@@ -34,6 +36,7 @@ pub async fn start(
 ) -> Result<(std::thread::JoinHandle<()>, Arc<GroupStatus>), String> {
     let topic = plan::topic_name(&config.topic_subname, group)?;
     ensure_topic(client, &topic, &components, config.replication_factor).await?;
+    agree_on_components(client, &topic, &components).await?;
     let status = Arc::new(GroupStatus::new(group, &topic));
     let consumer =
         member::join(&config.consumer_settings(), group, &topic, components.clone(), requests, status.clone())?;
@@ -66,6 +69,42 @@ async fn ensure_topic(client: &Client, topic: &str, components: &[String], repli
     Ok(())
 }
 
+/// The first host of the group records its component list (one per line) on partition 0 of
+/// the coordination topic; every host compares its own with the record at the earliest offset
+/// and refuses to start on a difference, since partition N must mean one component to all.
+async fn agree_on_components(client: &Client, topic: &str, components: &[String]) -> Result<(), String> {
+    let err = |what: &str, e: rskafka::client::error::Error| format!("coordination topic {topic}: {what}: {e}");
+    let partition = client
+        .partition_client(topic.to_string(), 0, UnknownTopicHandling::Retry)
+        .await
+        .map_err(|e| err("partition 0", e))?;
+    for attempt in 0..2 {
+        let earliest = partition.get_offset(OffsetAt::Earliest).await.map_err(|e| err("earliest offset", e))?;
+        let (records, _) =
+            partition.fetch_records(earliest, 1..1_000_000, 200).await.map_err(|e| err("reading partition 0", e))?;
+        if let Some(r) = records.into_iter().find(|r| r.offset >= earliest) {
+            let recorded = String::from_utf8_lossy(r.record.value.as_deref().unwrap_or_default()).into_owned();
+            return plan::check_components(topic, &recorded, components);
+        }
+        if attempt == 0 {
+            // Two hosts may both find it empty: the record at the earliest offset wins for both.
+            let record = Record {
+                key: Some(b"components".to_vec()),
+                value: Some(components.join("\n").into_bytes()),
+                headers: Default::default(),
+                timestamp: chrono::DateTime::from_timestamp_millis((crate::clock::unix_now() * 1000.0) as i64)
+                    .unwrap_or_default(),
+            };
+            partition
+                .produce(vec![record], Compression::NoCompression)
+                .await
+                .map_err(|e| err("recording the component list", e))?;
+            info!(topic, "group: the component list recorded on {topic}");
+        }
+    }
+    Err(format!("coordination topic {topic}: the component list recorded on partition 0 cannot be read back"))
+}
+
 /// Join `group` for a run: the deployment then starts and stops the producers of `assignments`
 /// as the group gives their components to this host or takes them away.
 pub async fn join_group(
@@ -80,7 +119,10 @@ pub async fn join_group(
     let client = crate::sal::kafka::connect(&kafka).await.map_err(|e| format!("group {group}: {e}"))?;
     let by_name: HashMap<String, (Assignment, Arc<dyn Outbox>)> =
         assignments.iter().map(|a| (a.component.to_string(), (a.clone(), links.outbox_of(&a.component)))).collect();
-    let names: Vec<String> = assignments.iter().map(|a| a.component.to_string()).collect();
+    // Sorted, so that partition N is one component for every host whatever the order of
+    // their lists.
+    let mut names: Vec<String> = assignments.iter().map(|a| a.component.to_string()).collect();
+    names.sort();
     let (defaults, catalog, shutdown) = (defaults.clone(), catalog.clone(), ctx.shutdown.clone());
     let start_producer: StartFn = Box::new(move |name: &str| {
         let (a, outbox) = by_name.get(name).ok_or_else(|| format!("{name} is not a configured component"))?;
