@@ -69,6 +69,21 @@ impl Shutdown {
     }
 }
 
+/// Trigger `trigger` on SIGTERM or SIGINT.
+pub fn on_signals(trigger: std::sync::Arc<ShutdownTrigger>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT received: stopping"),
+        }
+        trigger.trigger();
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,19 +111,4 @@ mod tests {
         host.trigger();
         child.wait().await;
     }
-}
-
-/// Trigger `trigger` on SIGTERM or SIGINT.
-pub fn on_signals(trigger: std::sync::Arc<ShutdownTrigger>) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
-            _ = int.recv() => tracing::info!("SIGINT received: stopping"),
-        }
-        trigger.trigger();
-    });
-    Ok(())
 }
