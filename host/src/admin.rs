@@ -55,8 +55,8 @@ pub fn not_ready_reasons(state: &AdminState) -> Vec<String> {
     if !state.sal.is_ready() {
         reasons.push(format!("SAL source {} not ready", state.sal.name()));
     }
-    if let Some(why) = state.group.as_ref().and_then(|g| g.not_ready()) {
-        reasons.push(why);
+    if let Some(g) = &state.group {
+        reasons.extend(g.not_ready());
     }
     let now = crate::watchdog::mono_ns();
     for p in &state.producers.list() {

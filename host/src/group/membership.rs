@@ -46,6 +46,9 @@ impl Membership {
             *managed = keep;
             out
         };
+        for name in &request.moves.stop {
+            self.status.on_start(name, Ok(()));
+        }
         let stopped = leaving.len();
         stop_some(leaving, STOP_BOUND).await;
         if let Some(done) = request.done {
@@ -58,9 +61,13 @@ impl Membership {
             match (self.start)(name) {
                 Ok(mut m) => {
                     m.why = format!("assigned to this host by group {}", self.status.group);
-                    managed.push(m)
+                    managed.push(m);
+                    self.status.on_start(name, Ok(()));
                 }
-                Err(e) => warn!(component = %name, "group: cannot start the producer of {name}: {e}"),
+                Err(e) => {
+                    warn!(component = %name, "group: cannot start the producer of {name}: {e}");
+                    self.status.on_start(name, Err(&e));
+                }
             }
         }
         let took = request.at.elapsed();

@@ -1,6 +1,8 @@
 //! What the group says about this host, for `/readyz` and `/metrics`: whether it holds an
 //! assignment, and each rebalance with its duration.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -30,6 +32,8 @@ pub struct GroupStatus {
     pub rebalances: Family<ChangeLabels, Counter>,
     /// From the rebalance callback to the producers stopped and started, in seconds.
     pub rebalance_seconds: Histogram,
+    /// Components assigned here whose producer could not start, and why.
+    unstarted: Mutex<BTreeMap<String, String>>,
 }
 
 impl GroupStatus {
@@ -42,6 +46,7 @@ impl GroupStatus {
             rebalances: Family::default(),
             // 1 ms to 16 s: a revoke is bounded at 10 s.
             rebalance_seconds: Histogram::new([0.001, 0.004, 0.016, 0.064, 0.25, 1.0, 4.0, 16.0]),
+            unstarted: Mutex::default(),
         }
     }
 
@@ -62,11 +67,33 @@ impl GroupStatus {
         self.rebalance_seconds.observe(took.as_secs_f64());
     }
 
+    /// The producer of `component`, assigned here, could not start (`Err`), or it started or
+    /// moved away (`Ok`).
+    pub fn on_start(&self, component: &str, result: Result<(), &str>) {
+        let mut unstarted = self.unstarted.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => unstarted.remove(component),
+            Err(e) => unstarted.insert(component.to_string(), e.to_string()),
+        };
+    }
+
     /// Why the host is not ready, if the group is the reason.
-    pub fn not_ready(&self) -> Option<String> {
-        (self.holding.get() == 0).then(|| {
-            format!("group {}: no assignment held (joining through {}, or the last was lost)", self.group, self.topic)
-        })
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.holding.get() == 0 {
+            let topic = &self.topic;
+            reasons.push(format!(
+                "group {}: no assignment held (joining through {topic}, or the last was lost)",
+                self.group
+            ));
+        }
+        for (c, e) in self.unstarted.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            reasons.push(format!(
+                "group {}: {c} is assigned to this host but its producer could not start: {e}",
+                self.group
+            ));
+        }
+        reasons
     }
 }
 
@@ -77,13 +104,20 @@ mod tests {
     #[test]
     fn ready_once_assigned_even_nothing_and_not_after_a_loss() {
         let s = GroupStatus::new("summit", "lsst.t.love-host.summit");
-        assert!(s.not_ready().unwrap().contains("lsst.t.love-host.summit"));
+        assert!(s.not_ready()[0].contains("lsst.t.love-host.summit"));
         s.on_callback(Change::Assigned);
-        assert_eq!(s.not_ready(), None);
+        assert!(s.not_ready().is_empty());
         s.on_callback(Change::Revoked);
-        assert_eq!(s.not_ready(), None, "a revoke leaves the rest of the assignment held");
+        assert!(s.not_ready().is_empty(), "a revoke leaves the rest of the assignment held");
+        s.on_start("ATDome:0", Err("no such producer type"));
+        assert_eq!(
+            s.not_ready(),
+            ["group summit: ATDome:0 is assigned to this host but its producer could not start: no such producer type"]
+        );
+        s.on_start("ATDome:0", Ok(()));
+        assert!(s.not_ready().is_empty());
         s.on_callback(Change::Lost);
-        assert!(s.not_ready().is_some());
+        assert_eq!(s.not_ready().len(), 1);
         s.on_carried_out(Change::Lost, Duration::from_millis(3));
         assert_eq!(s.rebalances.get_or_create(&ChangeLabels { change: "lost".into() }).get(), 1);
     }
