@@ -228,8 +228,7 @@ fn producer_settings(args: &RunArgs) -> Result<BTreeMap<String, String>, ConfigE
     Ok(settings)
 }
 
-/// The SAL source `args` select (`--sal`, else replay with `--replay`, Kafka when
-/// `LSST_KAFKA_BROKER_ADDR` is set, else the simulator).
+/// `--group`, which needs the Kafka source.
 fn group(args: &RunArgs) -> Result<Option<String>, ConfigError> {
     let Some(g) = args.group.clone() else { return Ok(None) };
     if !matches!(sal_choice(args)?, SalChoice::Kafka) {
@@ -240,6 +239,8 @@ fn group(args: &RunArgs) -> Result<Option<String>, ConfigError> {
     Ok(Some(g))
 }
 
+/// The SAL source `args` select (`--sal`, else replay with `--replay`, Kafka when
+/// `LSST_KAFKA_BROKER_ADDR` is set, else the simulator).
 fn sal_choice(args: &RunArgs) -> Result<SalChoice, ConfigError> {
     let kind = match args.sal {
         Some(k) => k,
