@@ -130,7 +130,7 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
     let sal =
         crate::source::open(&config.sal, config.record.as_deref(), plan.catalog.clone(), shutdown.clone()).await?;
     let mut links = Links::start(&config.links, &shutdown);
-    let (membership, _group_thread) = match &config.group {
+    let (membership, group_thread) = match &config.group {
         Some(g) => {
             let ctx = runtime_context(&config, &plan, &sal.source, &links, &shutdown);
             let (m, t) =
@@ -193,6 +193,9 @@ async fn run_async(config: RunConfig, plan: Plan) -> Result<(), RunError> {
     let failure = links.until_failure(shutdown.clone()).await;
     trigger.trigger();
     crate::producers::stop_all(deployment.finish().await, PRODUCERS_STOP_BOUND).await;
+    if let Some(t) = group_thread {
+        crate::group::session::leave(t).await;
+    }
     if let Some(r) = &sal.recorder {
         r.finish();
     }

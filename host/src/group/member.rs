@@ -3,6 +3,7 @@
 //! Assign / Revoke / lost into start and stop requests. A revoke waits (bounded) until the
 //! stops are done before it returns, so the next owner starts only after this host stopped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +34,9 @@ pub struct Member {
     serving: Mutex<Serving>,
     requests: tokio::sync::mpsc::UnboundedSender<Request>,
     status: Arc<GroupStatus>,
+    /// The host is stopping: the revoke of the leave asks for nothing (every producer is
+    /// stopped already).
+    leaving: AtomicBool,
 }
 
 impl ClientContext for Member {}
@@ -59,7 +63,7 @@ impl Member {
         let parts: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
         let moves = self.serving.lock().unwrap_or_else(|p| p.into_inner()).apply(change, &parts);
         self.status.on_callback(change);
-        if moves.start.is_empty() && moves.stop.is_empty() {
+        if moves.start.is_empty() && moves.stop.is_empty() || self.leaving.load(Ordering::Relaxed) {
             return;
         }
         tracing::info!(group = %self.group, ?change, start = ?moves.start, stop = ?moves.stop, "group rebalance");
@@ -76,6 +80,11 @@ impl Member {
             }
             Err(RecvTimeoutError::Disconnected) => {}
         }
+    }
+
+    /// Stop asking for moves: the host is leaving the group.
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
     }
 
     /// The components served now.
@@ -107,7 +116,13 @@ pub fn join(
         cfg.set(k, v);
     }
     cfg.set("group.id", format!("love-host.{group}"));
-    let member = Member { group: group.to_string(), serving: Mutex::new(Serving::new(components)), requests, status };
+    let member = Member {
+        group: group.to_string(),
+        serving: Mutex::new(Serving::new(components)),
+        requests,
+        status,
+        leaving: AtomicBool::new(false),
+    };
     let consumer: BaseConsumer<Member> = cfg
         .create_with_context(member)
         .map_err(|e| format!("group {group}: creating the group consumer for topic {topic}: {e}"))?;

@@ -1,11 +1,13 @@
 //! A host's membership of its group for the whole run: the coordination topic made sure of,
-//! the group joined, and the member polled on a thread of its own until shutdown (the rebalance
+//! the group joined, and the member polled on a thread of its own until the host leaves (the rebalance
 //! callbacks run inside that poll).
 
 use std::collections::HashMap;
+use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::consumer::Consumer;
 use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::client::Client;
 use rskafka::record::Record;
@@ -22,7 +24,6 @@ use crate::producers::start_one;
 use crate::runtime::RuntimeContext;
 use crate::sal::catalog::TopicCatalog;
 use crate::sal::kafka::KafkaConfig;
-use crate::shutdown::Shutdown;
 
 /// Make sure the coordination `topic` exists with one partition per component (created when
 /// missing), and join. Errors name the group and the topic.
@@ -32,8 +33,7 @@ pub async fn start(
     group: &str,
     components: Vec<String>,
     requests: UnboundedSender<Request>,
-    shutdown: Shutdown,
-) -> Result<(std::thread::JoinHandle<()>, Arc<GroupStatus>), String> {
+) -> Result<(GroupThread, Arc<GroupStatus>), String> {
     let topic = plan::topic_name(&config.topic_subname, group)?;
     ensure_topic(client, &topic, &components, config.replication_factor).await?;
     agree_on_components(client, &topic, &components).await?;
@@ -41,19 +41,30 @@ pub async fn start(
     let consumer =
         member::join(&config.consumer_settings(), group, &topic, components.clone(), requests, status.clone())?;
     info!(group, topic = %topic, "group {group}: joining through {topic} ({} components to share)", components.len());
+    let (leave, leave_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("love-group".into())
         .spawn(move || {
-            while !shutdown.is_triggered() {
+            // Polled until told to leave (or the run ended without saying so).
+            while let Err(TryRecvError::Empty) = leave_rx.try_recv() {
                 if let Some(Err(e)) = consumer.poll(Duration::from_millis(200)) {
                     tracing::debug!("group: {e}");
                 }
             }
-            // Dropping the consumer leaves the group (its revoke callback stops nothing more:
-            // the host is stopping every producer anyway).
+            // Closing the consumer leaves the group, so the others take this host's components
+            // at once rather than after the session timeout.
+            consumer.context().leave();
+            drop(consumer);
+            info!("group: left the group");
         })
         .map_err(|e| format!("group {group}: starting its thread: {e}"))?;
-    Ok((thread, status))
+    Ok((GroupThread { thread, leave }, status))
+}
+
+/// The thread polling the group member, and how to tell it to leave.
+pub struct GroupThread {
+    thread: std::thread::JoinHandle<()>,
+    leave: std::sync::mpsc::Sender<()>,
 }
 
 async fn ensure_topic(client: &Client, topic: &str, components: &[String], replication: i16) -> Result<(), String> {
@@ -105,6 +116,17 @@ async fn agree_on_components(client: &Client, topic: &str, components: &[String]
     Err(format!("coordination topic {topic}: the component list recorded on partition 0 cannot be read back"))
 }
 
+/// Leave the group at the end of a run, once the producers have stopped, so that no other
+/// host starts one before this one has stopped it (bounded: a broker that does not answer must
+/// not hold the exit).
+pub async fn leave(group: GroupThread) {
+    let _ = group.leave.send(());
+    let joined = tokio::task::spawn_blocking(move || group.thread.join());
+    if tokio::time::timeout(Duration::from_secs(5), joined).await.is_err() {
+        tracing::warn!("group: leaving the group took more than 5 s; exiting without waiting");
+    }
+}
+
 /// Join `group` for a run: the deployment then starts and stops the producers of `assignments`
 /// as the group gives their components to this host or takes them away.
 pub async fn join_group(
@@ -114,7 +136,7 @@ pub async fn join_group(
     catalog: &Arc<TopicCatalog>,
     links: &Links,
     ctx: RuntimeContext,
-) -> Result<(Membership, std::thread::JoinHandle<()>), String> {
+) -> Result<(Membership, GroupThread), String> {
     let kafka = KafkaConfig::from_env().map_err(|e| format!("group {group}: {e}"))?;
     let client = crate::sal::kafka::connect(&kafka).await.map_err(|e| format!("group {group}: {e}"))?;
     let by_name: HashMap<String, (Assignment, Arc<dyn Outbox>)> =
@@ -123,12 +145,12 @@ pub async fn join_group(
     // their lists.
     let mut names: Vec<String> = assignments.iter().map(|a| a.component.to_string()).collect();
     names.sort();
-    let (defaults, catalog, shutdown) = (defaults.clone(), catalog.clone(), ctx.shutdown.clone());
+    let (defaults, catalog) = (defaults.clone(), catalog.clone());
     let start_producer: StartFn = Box::new(move |name: &str| {
         let (a, outbox) = by_name.get(name).ok_or_else(|| format!("{name} is not a configured component"))?;
         start_one(a, &defaults, &catalog, RuntimeContext { outbox: outbox.clone(), ..ctx.clone() }, true)
     });
     let (tx, requests) = tokio::sync::mpsc::unbounded_channel();
-    let (thread, status) = start(&kafka, &client, group, names, tx, shutdown).await?;
+    let (thread, status) = start(&kafka, &client, group, names, tx).await?;
     Ok((Membership { requests, start: start_producer, status }, thread))
 }
