@@ -9,7 +9,7 @@
 //!
 //! One client serves at most `topics_per_client` topics; more topics get more clients. librdkafka
 //! (2.12) finds the topic of each partition in a Fetch response by a linear scan of the client's
-//! topics, so one Fetch costs a client the square of its topic count: at the summit's 3,700
+//! topics, so one Fetch costs a client the square of its topic count: at the summit's 2,200
 //! topics on one client that was ~28 ms of a core per Fetch, most of the idle host's CPU. The
 //! clients' queues all signal one pipe, so one thread waits on every client at once.
 //!
@@ -192,7 +192,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     // No statistics unless a configuration file asks for them (the broker figures of
     // [`BrokerFigures`] then stay 0). With statistics on, librdkafka keeps two HDR histograms
     // for every topic handle (producer batch sizes and counts, unused by a consumer): 22 KB a
-    // topic, 80 MB of the heap at the summit's 3,700 topics. And each statistics report covers
+    // topic, 50 MB of the heap at the summit's 2,200 topics. And each statistics report covers
     // every partition, about 0.1 s of a core at that count.
     ("statistics.interval.ms", "0"),
     // How long a Fetch waits for data at the broker: one request per broker per wait when idle.
