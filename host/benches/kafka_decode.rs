@@ -5,6 +5,7 @@
 
 use std::hint::black_box;
 
+use apache_avro::Schema;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use love_host::sal::kafka::avro::{encode, topic_schema, DecodePlan};
 use love_plugin_api::abi::{Field, PrivateStamps, Value};
@@ -23,7 +24,7 @@ fn stamps() -> PrivateStamps {
     }
 }
 
-fn event() -> (DecodePlan, Vec<u8>) {
+fn event() -> (DecodePlan, Schema, Vec<u8>) {
     // 13 fields of mixed types, like a typical CSC event.
     let types = [
         ("state", "int", 1),
@@ -43,6 +44,9 @@ fn event() -> (DecodePlan, Vec<u8>) {
     let info: Vec<FieldInfo> = types.iter().map(|(n, t, c)| FieldInfo::new(n, t, *c, "unitless")).collect();
     let schema = topic_schema("ATDome", "logevent_azimuthState", false, &info).to_string();
     let plan = DecodePlan::from_schema_text(&schema).unwrap();
+    // The plan keeps no parsed schema (the fast path needs none): the encoder and the generic
+    // reader get their own.
+    let schema = Schema::parse_str(&schema).unwrap();
     let fields: Vec<Field> = info
         .iter()
         .enumerate()
@@ -56,41 +60,44 @@ fn event() -> (DecodePlan, Vec<u8>) {
             },
         })
         .collect();
-    let body = encode(plan.schema(), 0, &stamps(), &fields).unwrap();
-    (plan, body)
+    let body = encode(&schema, 0, &stamps(), &fields).unwrap();
+    (plan, schema, body)
 }
 
-fn telemetry() -> (DecodePlan, Vec<u8>) {
+fn telemetry() -> (DecodePlan, Schema, Vec<u8>) {
     let mut info: Vec<FieldInfo> = (0..30).map(|i| FieldInfo::new(&format!("value{i}"), "float", 1, "N")).collect();
     info.push(FieldInfo::new("forces", "float", 156, "N"));
     let schema = topic_schema("MTM1M3", "forceActuatorData", false, &info).to_string();
     let plan = DecodePlan::from_schema_text(&schema).unwrap();
+    // The plan keeps no parsed schema (the fast path needs none): the encoder and the generic
+    // reader get their own.
+    let schema = Schema::parse_str(&schema).unwrap();
     let mut fields: Vec<Field> = (0..30)
         .map(|i| Field { name: format!("value{i}").as_str().into(), value: Value::Float(i as f64 * 0.5) })
         .collect();
     fields.push(Field { name: "forces".into(), value: Value::FloatArray((0..156).map(|i| i as f64 * 0.25).collect()) });
-    let body = encode(plan.schema(), 0, &stamps(), &fields).unwrap();
-    (plan, body)
+    let body = encode(&schema, 0, &stamps(), &fields).unwrap();
+    (plan, schema, body)
 }
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("kafka_decode");
     g.throughput(Throughput::Elements(1));
-    let (plan, body) = event();
+    let (plan, schema, body) = event();
     assert!(plan.is_fast());
     g.bench_function("event_13_fields", |b| b.iter(|| black_box(plan.decode(black_box(&body)).unwrap())));
     g.bench_function("event_13_fields_apache_avro_generic", |b| {
         b.iter(|| {
             let mut r = black_box(&body[..]);
-            black_box(apache_avro::from_avro_datum(plan.schema(), &mut r, None).unwrap())
+            black_box(apache_avro::from_avro_datum(&schema, &mut r, None).unwrap())
         })
     });
-    let (plan, body) = telemetry();
+    let (plan, schema, body) = telemetry();
     g.bench_function("telemetry_30_floats_156_array", |b| b.iter(|| black_box(plan.decode(black_box(&body)).unwrap())));
     g.bench_function("telemetry_30_floats_156_array_apache_avro_generic", |b| {
         b.iter(|| {
             let mut r = black_box(&body[..]);
-            black_box(apache_avro::from_avro_datum(plan.schema(), &mut r, None).unwrap())
+            black_box(apache_avro::from_avro_datum(&schema, &mut r, None).unwrap())
         })
     });
     g.finish();

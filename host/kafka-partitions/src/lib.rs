@@ -9,7 +9,7 @@
 //!
 //! One client serves at most `topics_per_client` topics; more topics get more clients. librdkafka
 //! (2.12) finds the topic of each partition in a Fetch response by a linear scan of the client's
-//! topics, so one Fetch costs a client the square of its topic count: at the summit's 3,700
+//! topics, so one Fetch costs a client the square of its topic count: at the summit's 2,200
 //! topics on one client that was ~28 ms of a core per Fetch, most of the idle host's CPU. The
 //! clients' queues all signal one pipe, so one thread waits on every client at once.
 //!
@@ -84,6 +84,9 @@ pub struct BrokerFigures {
     pub connections: AtomicU64,
     /// Topics being read.
     pub topics: AtomicU64,
+    /// Whether librdkafka's statistics are on (`statistics.interval.ms` > 0), without which
+    /// `fetch_requests` and `connections` are not known and stay 0.
+    pub statistics: std::sync::atomic::AtomicBool,
 }
 
 /// The consumer's context: librdkafka's statistics into [`BrokerFigures`]; its errors logged
@@ -186,9 +189,12 @@ const FORCED: &[(&str, &str)] = &[
 /// Defaults a configuration file may change.
 const DEFAULTS: &[(&str, &str)] = &[
     ("client.id", "love-host"),
-    // Broker figures for the metrics endpoint, once a minute: librdkafka's statistics cover
-    // every partition, about 0.1 s of a core each time at the summit's 3,700 topics.
-    ("statistics.interval.ms", "60000"),
+    // No statistics unless a configuration file asks for them (the broker figures of
+    // [`BrokerFigures`] then stay 0). With statistics on, librdkafka keeps two HDR histograms
+    // for every topic handle (producer batch sizes and counts, unused by a consumer): 22 KB a
+    // topic, 50 MB of the heap at the summit's 2,200 topics. And each statistics report covers
+    // every partition, about 0.1 s of a core at that count.
+    ("statistics.interval.ms", "0"),
     // How long a Fetch waits for data at the broker: one request per broker per wait when idle.
     ("fetch.wait.max.ms", "500"),
 ];
@@ -224,6 +230,8 @@ impl TopicConsumer {
             }
             config.set(*k, *v);
         }
+        let statistics = config.get("statistics.interval.ms").is_some_and(|v| v.trim().parse::<i64>().unwrap_or(0) > 0);
+        figures.statistics.store(statistics, Ordering::Relaxed);
         let wake =
             Wake::new().map_err(|e| KafkaError::Kafka(format!("cannot create the consumer's wake-up pipe: {e}")))?;
         let mut consumer = TopicConsumer {
@@ -564,6 +572,19 @@ mod tests {
         assert_eq!(c.client_count(), 4);
         // Nothing to read: the wait ends at its timeout without records.
         assert_eq!(c.poll(Duration::from_millis(20), |_| panic!("no broker, no records")), 0);
+    }
+
+    #[test]
+    fn statistics_are_off_unless_a_setting_turns_them_on() {
+        let broker = ("bootstrap.servers".to_string(), "127.0.0.1:1".to_string());
+        let figures = Arc::new(BrokerFigures::default());
+        let c = TopicConsumer::new(&[broker.clone()], figures.clone(), 1000).unwrap();
+        assert_eq!(c.config.get("statistics.interval.ms"), Some("0"));
+        assert!(!figures.statistics.load(Ordering::Relaxed));
+        let on = vec![broker, ("statistics.interval.ms".to_string(), "300".to_string())];
+        let c = TopicConsumer::new(&on, figures.clone(), 1000).unwrap();
+        assert_eq!(c.config.get("statistics.interval.ms"), Some("300"), "the configuration wins");
+        assert!(figures.statistics.load(Ordering::Relaxed));
     }
 
     #[test]

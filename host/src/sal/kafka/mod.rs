@@ -214,7 +214,7 @@ pub struct KafkaStats {
     /// Samples not queued to a subscriber that is not keeping up (one per subscriber).
     pub dropped_lagging: u64,
     /// Fetch requests the reading sent, over all brokers (librdkafka's statistics, updated
-    /// every `statistics.interval.ms`).
+    /// every `statistics.interval.ms`; 0 when a configuration file does not turn them on).
     pub fetch_requests: u64,
     /// Brokers the reading holds a connection to (same source).
     pub broker_connections: u64,
@@ -626,7 +626,7 @@ impl SalSource for KafkaSource {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = self.stats();
-        vec![
+        let mut v = vec![
             ("events_decoded", s.events_decoded),
             ("telemetry_received", s.telemetry_received),
             ("telemetry_decoded", s.telemetry_decoded),
@@ -634,8 +634,12 @@ impl SalSource for KafkaSource {
             ("out_of_order_dropped", s.out_of_order),
             ("skipped_undecodable", s.skipped),
             ("dropped_lagging", s.dropped_lagging),
-            ("fetch_requests", s.fetch_requests),
-        ]
+        ];
+        // Known only from librdkafka's statistics, off by default (see love-kafka-partitions).
+        if self.inner.figures.statistics.load(Ordering::Relaxed) {
+            v.push(("fetch_requests", s.fetch_requests));
+        }
+        v
     }
 
     fn flush_telemetry(&self, component: &str, index: i64) -> Option<u64> {
