@@ -262,13 +262,15 @@ impl Drop for Killed {
         // SIGTERM first, as an operator stops it (a profiler preloaded in it writes its end),
         // SIGKILL after 10 s.
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.0.try_wait() {
+        let sent = Instant::now();
+        while sent.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                eprintln!("   (pid {} exited {:.2} s after SIGTERM: {status})", self.0.id(), sent.elapsed().as_secs_f64());
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("   (pid {} still running 10 s after SIGTERM: killed)", self.0.id());
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
