@@ -265,7 +265,11 @@ impl Drop for Killed {
         let sent = Instant::now();
         while sent.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(status)) = self.0.try_wait() {
-                eprintln!("   (pid {} exited {:.2} s after SIGTERM: {status})", self.0.id(), sent.elapsed().as_secs_f64());
+                eprintln!(
+                    "   (pid {} exited {:.2} s after SIGTERM: {status})",
+                    self.0.id(),
+                    sent.elapsed().as_secs_f64()
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
