@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::apply::{apply, report, FactoryInputs};
 use super::scan::{DeployAction, Deployer};
 use super::DeployStats;
+use crate::group::member::Request;
 use crate::group::Membership;
 use crate::locks::lock;
 use crate::plugin::quarantine::Quarantine;
@@ -105,10 +106,7 @@ pub fn start(
                 tokio::select! {
                     _ = shutdown.wait() => break,
                     Some(r) = Membership::next(&mut membership) => {
-                        if let Some(m) = &membership {
-                            m.carry_out(r, &mut managed).await;
-                            report(&registry, &managed, &stats);
-                        }
+                        rebalance(&membership, r, &mut managed, &registry, &stats).await;
                     }
                 }
             }
@@ -133,6 +131,20 @@ pub fn start(
         rounds.run(rx, shutdown).await
     });
     Ok(Deployment { task })
+}
+
+/// A group rebalance carried out on the producers, then reported.
+async fn rebalance(
+    membership: &Option<Membership>,
+    request: Request,
+    managed: &mut Vec<ManagedProducer>,
+    registry: &PluginRegistry,
+    stats: &DeployStats,
+) {
+    if let Some(m) = membership {
+        m.carry_out(request, managed).await;
+        report(registry, managed, stats);
+    }
 }
 
 /// Whether a watcher event can mean a deployment. Opens and reads are not: the rescan itself
@@ -189,10 +201,7 @@ impl Rounds {
                     self.round().await;
                 }
                 Some(r) = Membership::next(&mut self.membership) => {
-                    if let Some(m) = &self.membership {
-                        m.carry_out(r, &mut self.managed).await;
-                        report(&self.registry, &self.managed, &self.stats);
-                    }
+                    rebalance(&self.membership, r, &mut self.managed, &self.registry, &self.stats).await;
                 }
             }
         }

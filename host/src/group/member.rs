@@ -86,11 +86,6 @@ impl Member {
     pub fn leave(&self) {
         self.leaving.store(true, Ordering::Relaxed);
     }
-
-    /// The components served now.
-    pub fn served(&self) -> Vec<String> {
-        self.serving.lock().unwrap_or_else(|p| p.into_inner()).served().into_iter().map(String::from).collect()
-    }
 }
 
 /// Joins `group` through `topic`: `settings` are the host's Kafka consumer settings (salobj's

@@ -47,7 +47,7 @@ impl Membership {
             out
         };
         for name in &request.moves.stop {
-            self.status.on_start(name, Ok(()));
+            self.status.set_unstarted(name, None);
         }
         let stopped = leaving.len();
         stop_some(leaving, STOP_BOUND).await;
@@ -62,11 +62,11 @@ impl Membership {
                 Ok(mut m) => {
                     m.why = format!("assigned to this host by group {}", self.status.group);
                     managed.push(m);
-                    self.status.on_start(name, Ok(()));
+                    self.status.set_unstarted(name, None);
                 }
                 Err(e) => {
                     warn!(component = %name, "group: cannot start the producer of {name}: {e}");
-                    self.status.on_start(name, Err(&e));
+                    self.status.set_unstarted(name, Some(&e));
                 }
             }
         }

@@ -80,19 +80,14 @@ impl Serving {
         Serving { components, served: BTreeSet::new() }
     }
 
-    /// The component of `partition`, if the partition is one of ours.
-    pub fn component(&self, partition: i32) -> Option<&str> {
-        usize::try_from(partition).ok().and_then(|i| self.components.get(i)).map(String::as_str)
-    }
-
-    /// The components served now, in configured order.
+    /// The components served now, in partition order.
     pub fn served(&self) -> Vec<&str> {
         self.served.iter().map(|&i| self.components[i].as_str()).collect()
     }
 
-    /// Applies one rebalance callback; partitions outside the component list are ignored
-    /// (they are reported by the caller). Starting what is served, or stopping what is not,
-    /// is not asked for: the callbacks may repeat a partition.
+    /// Applies one rebalance callback; partitions outside the component list are ignored.
+    /// Starting what is served, or stopping what is not, is not asked for: the callbacks may
+    /// repeat a partition.
     pub fn apply(&mut self, change: Change, partitions: &[i32]) -> Moves {
         let mut moves = Moves::default();
         for &p in partitions {
@@ -105,13 +100,6 @@ impl Serving {
             }
         }
         moves
-    }
-
-    /// Everything served is stopped (shutdown, or a lost assignment without its list).
-    pub fn stop_all(&mut self) -> Moves {
-        let stop = self.served().into_iter().map(String::from).collect();
-        self.served.clear();
-        Moves { start: Vec::new(), stop }
     }
 }
 
@@ -162,9 +150,6 @@ mod tests {
         assert_eq!(s.served(), ["MTMount", "ScriptQueue:1", "ScriptQueue:2"]);
         let m = s.apply(Change::Lost, &[4]);
         assert_eq!(m.stop, ["ScriptQueue:1"]);
-        assert_eq!(s.stop_all().stop, ["MTMount", "ScriptQueue:2"]);
-        assert!(s.served().is_empty());
-        assert_eq!(s.component(3), Some("Watcher"));
-        assert_eq!(s.component(6), None);
+        assert_eq!(s.served(), ["MTMount", "ScriptQueue:2"]);
     }
 }

@@ -68,16 +68,15 @@ pub struct GroupThread {
 }
 
 async fn ensure_topic(client: &Client, topic: &str, components: &[String], replication: i16) -> Result<(), String> {
-    let topics = client.list_topics().await.map_err(|e| format!("{topic}: listing the broker's topics: {e}"))?;
-    if let Some(t) = topics.iter().find(|t| t.name == topic) {
-        return plan::check_partition_count(topic, t.partitions.len(), components);
+    let partitions = components.len() as i32;
+    match crate::sal::kafka::writer::ensure_topic(client, topic, partitions, replication).await {
+        Ok(Some(existing)) => plan::check_partition_count(topic, existing, components),
+        Ok(None) => {
+            info!(topic, "group: the coordination topic {topic} created with {partitions} partitions");
+            Ok(())
+        }
+        Err(e) => Err(format!("coordination topic {topic}: {e}")),
     }
-    let controller = client.controller_client().map_err(|e| format!("{topic}: controller: {e}"))?;
-    crate::sal::kafka::writer::create_topic(&controller, topic, components.len() as i32, replication)
-        .await
-        .map_err(|e| format!("creating the coordination topic: {e}"))?;
-    info!(topic, "group: the coordination topic {topic} has {} partitions", components.len());
-    Ok(())
 }
 
 /// The first host of the group records its component list (one per line) on partition 0 of

@@ -67,13 +67,13 @@ impl GroupStatus {
         self.rebalance_seconds.observe(took.as_secs_f64());
     }
 
-    /// The producer of `component`, assigned here, could not start (`Err`), or it started or
-    /// moved away (`Ok`).
-    pub fn on_start(&self, component: &str, result: Result<(), &str>) {
+    /// The producer of `component`, assigned here, could not start (`Some(why)`), or it
+    /// started or moved away (`None`).
+    pub fn set_unstarted(&self, component: &str, why: Option<&str>) {
         let mut unstarted = self.unstarted.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(()) => unstarted.remove(component),
-            Err(e) => unstarted.insert(component.to_string(), e.to_string()),
+        match why {
+            None => unstarted.remove(component),
+            Some(e) => unstarted.insert(component.to_string(), e.to_string()),
         };
     }
 
@@ -109,12 +109,12 @@ mod tests {
         assert!(s.not_ready().is_empty());
         s.on_callback(Change::Revoked);
         assert!(s.not_ready().is_empty(), "a revoke leaves the rest of the assignment held");
-        s.on_start("ATDome:0", Err("no such producer type"));
+        s.set_unstarted("ATDome:0", Some("no such producer type"));
         assert_eq!(
             s.not_ready(),
             ["group summit: ATDome:0 is assigned to this host but its producer could not start: no such producer type"]
         );
-        s.on_start("ATDome:0", Ok(()));
+        s.set_unstarted("ATDome:0", None);
         assert!(s.not_ready().is_empty());
         s.on_callback(Change::Lost);
         assert_eq!(s.not_ready().len(), 1);

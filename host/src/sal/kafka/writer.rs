@@ -239,7 +239,7 @@ impl SalWriter {
             .map_err(|e| KafkaError::Registry(format!("{subject}: schema does not parse: {e}")))?;
         let schema_id = self.registry.register(&subject, &schema_text).await?;
         if let Some(admin) = &self.admin {
-            ensure_topic(admin, &full, self.config.replication_factor).await?;
+            ensure_topic(admin, &full, 1, self.config.replication_factor).await?;
         }
         let t = Arc::new(WriterTopic {
             full: full.clone(),
@@ -302,7 +302,7 @@ impl SalWriter {
     /// Write raw bytes as a value of a topic (tests: undecodable values, unknown schema ids).
     pub async fn write_raw(&self, full_topic: &str, key: Vec<u8>, value: Vec<u8>) -> Result<i64, KafkaError> {
         if let Some(admin) = &self.admin {
-            ensure_topic(admin, full_topic, self.config.replication_factor).await?;
+            ensure_topic(admin, full_topic, 1, self.config.replication_factor).await?;
         }
         self.produce(full_topic, &key, &value).await
     }
@@ -413,14 +413,20 @@ pub async fn create_topic(
     }
 }
 
-/// Create a one-partition topic unless it exists.
-pub async fn ensure_topic(client: &Client, topic: &str, replication: i16) -> Result<(), KafkaError> {
+/// Create `topic` with `partitions` unless it exists; returns the partition count of one that
+/// existed (`None`: created).
+pub async fn ensure_topic(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+    replication: i16,
+) -> Result<Option<usize>, KafkaError> {
     let topics = client.list_topics().await.map_err(|e| KafkaError::Kafka(format!("list topics: {e}")))?;
-    if topics.iter().any(|t| t.name == topic) {
-        return Ok(());
+    if let Some(t) = topics.iter().find(|t| t.name == topic) {
+        return Ok(Some(t.partitions.len()));
     }
     let controller = client.controller_client().map_err(|e| KafkaError::Kafka(format!("controller: {e}")))?;
-    create_topic(&controller, topic, 1, replication).await
+    create_topic(&controller, topic, partitions, replication).await.map(|()| None)
 }
 
 /// A field description inferred from a value (when no catalog or registry defines the topic).
