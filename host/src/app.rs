@@ -84,6 +84,7 @@ pub struct Plan {
 /// Run the producers (the default command) until SIGINT or SIGTERM.
 pub fn run(config: RunConfig) -> Result<(), RunError> {
     crate::logging::init(config.log_level, config.log_format);
+    crate::memory::apply_allocator_defaults();
     crate::plugin::loader::set_max_plugin_size(config.max_plugin_size);
     // Removes this process's plugin copies on every way out of this function, errors included.
     let _copies = config.plugins.as_ref().map(|p| {

@@ -55,6 +55,7 @@ pub mod links;
 pub mod locks;
 pub mod logging;
 pub mod manager;
+pub mod memory;
 pub mod metrics;
 pub mod plugin;
 pub mod producers;

@@ -103,3 +103,28 @@ fn a_plugin_built_against_the_first_interface_revision_runs_under_this_host() {
     host.signal("TERM");
     assert!(host.wait_exit(Duration::from_secs(15)).success());
 }
+
+#[test]
+fn sets_the_allocator_defaults_unless_the_environment_chose_and_says_which() {
+    let dir = three_plugins();
+    let args = ["--plugin-dir", dir.to_str().unwrap(), "ATDome"];
+    let host = HostProcess::start(&args);
+    let line = host.wait_log(T, "allocators:");
+    assert!(
+        line.contains("arena limit 2 (love-host's default)") && line.contains("purge delay 0 ms (love-host's default)"),
+        "{line}"
+    );
+    drop(host);
+    // As an operator's EnvironmentFile sets them: glibc and mimalloc read them, the host leaves them.
+    let host = HostProcess::start_with_env(
+        &args,
+        &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=4"), ("MIMALLOC_PURGE_DELAY", "250")],
+    );
+    let line = host.wait_log(T, "allocators:");
+    assert!(
+        line.contains("arena limit as GLIBC_TUNABLES sets it")
+            && line.contains("purge delay as MIMALLOC_PURGE_DELAY sets it"),
+        "{line}"
+    );
+    host.wait_stdout(T, "ATDome events", |msgs| streams_of(msgs, "ATDome").len() >= 2);
+}

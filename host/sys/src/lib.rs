@@ -1,7 +1,9 @@
 //! The few system calls of love-host that need `unsafe` code, behind safe functions, so that
 //! the host's library can forbid `unsafe`: the fatal-signal handler that names the plugin a
-//! crash came from, and two process queries libc has no safe form of.
+//! crash came from, the allocators' start-up settings, and two process queries libc has no
+//! safe form of.
 
+pub mod allocator;
 pub mod fatal_signal;
 
 /// The effective user id of this process.

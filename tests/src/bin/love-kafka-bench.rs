@@ -4,7 +4,10 @@
 //! created at start, as salobj does) and then idle (the writer stopped).
 //!
 //!     love-kafka-bench [--summit | --components A B:1 ...] [--window SECS] [--quick]
-//!                      [--variant NAME SETTING=VALUE... ]...
+//!                      [--rss-every SECS] [--publishing-only] [--variant NAME SETTING=VALUE... ]...
+//!
+//! `--rss-every` samples RSS through each window (growth over a long `--window`), printed as
+//! it goes and as a table at the end; `--publishing-only` skips the idle phase.
 //!
 //! Each `--variant` runs love-host again with its settings, in the same run (same broker, same
 //! publishing): a lowercase key (`fetch.wait.max.ms=2000`) goes into the consumer configuration
@@ -32,6 +35,10 @@ struct Options {
     /// `--host PATH`: another love-host binary (e.g. one built with `--features system-alloc`
     /// for a heap profiler preloaded through a variant's `LD_PRELOAD`).
     host: Option<std::path::PathBuf>,
+    /// `--rss-every SECS`: sample RSS this often through each window.
+    rss_every: Option<f64>,
+    /// `--publishing-only`: no idle phase.
+    publishing_only: bool,
 }
 
 /// A configuration of love-host to measure.
@@ -78,7 +85,7 @@ impl Variant {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick] [--perf DIR] [--host PATH] [--variant NAME SETTING=VALUE... [love-host=PATH]]..."
+        "usage: love-kafka-bench [--summit | --components NAME...] [--window SECS] [--quick] [--rss-every SECS] [--publishing-only] [--perf DIR] [--host PATH] [--variant NAME SETTING=VALUE... [love-host=PATH]]..."
     );
     std::process::exit(2)
 }
@@ -94,12 +101,15 @@ fn options() -> Options {
     let mut summit = false;
     let mut perf = None;
     let mut host = None;
+    let (mut rss_every, mut publishing_only) = (None, false);
     let mut variants = vec![Variant { name: "defaults".into(), ..Variant::default() }];
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--summit" => summit = true,
             "--quick" => window = 11.0,
+            "--rss-every" => rss_every = Some(args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())),
+            "--publishing-only" => publishing_only = true,
             "--window" => window = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()),
             "--host" => host = Some(args.next().map(std::path::PathBuf::from).unwrap_or_else(|| usage())),
             "--perf" => perf = Some(args.next().map(std::path::PathBuf::from).unwrap_or_else(|| usage())),
@@ -129,7 +139,7 @@ fn options() -> Options {
         components = ["ATDome", "Watcher", "ScriptQueue:1"].map(String::from).to_vec();
     }
     let label = if label.is_empty() { components.join(" ") } else { label };
-    Options { components, window: window.max(11.0), label, variants, perf, host }
+    Options { components, window: window.max(11.0), label, variants, perf, host, rss_every, publishing_only }
 }
 
 /// utime + stime of `pid`, in seconds.
@@ -215,6 +225,8 @@ struct Window {
     peak: f64,
     conns: usize,
     fetch_per_s: f64,
+    /// `--rss-every`'s samples: seconds into the window, RSS and anonymous RSS in MiB.
+    trace: Vec<(f64, f64, f64)>,
 }
 
 /// love-host's Fetch requests so far, as the broker's front counted them.
@@ -228,9 +240,22 @@ const HOST_CLIENT_ID: &str = "love-host-bench";
 /// Kafka's API key of Fetch.
 const FETCH: i16 = 1;
 
-fn measure(pid: u32, counts: &RequestCounts, port: u16, secs: f64) -> Window {
+fn measure(pid: u32, counts: &RequestCounts, port: u16, secs: f64, every: Option<f64>, label: &str) -> Window {
     let (c0, f0, th0, t0) = (cpu_seconds(pid), fetch_requests(counts), thread_cpu(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs_f64(secs));
+    let mut trace = Vec::new();
+    let step = every.unwrap_or(secs).clamp(1.0, secs);
+    loop {
+        let left = secs - t0.elapsed().as_secs_f64();
+        if left <= 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs_f64(step.min(left)));
+        if every.is_some() {
+            let (t, (rss, _, anon)) = (t0.elapsed().as_secs_f64(), rss_mib(pid));
+            eprintln!("   {label}: {t:.0} s into the window, RSS {rss:.1} MiB (anonymous {anon:.1})");
+            trace.push((t, rss, anon));
+        }
+    }
     let (c1, f1, dt) = (cpu_seconds(pid), fetch_requests(counts), t0.elapsed().as_secs_f64());
     let mut threads: Vec<(String, f64)> = thread_cpu(pid)
         .into_iter()
@@ -248,6 +273,7 @@ fn measure(pid: u32, counts: &RequestCounts, port: u16, secs: f64) -> Window {
         peak,
         conns: connections(pid, port),
         fetch_per_s: (f1 - f0) / dt,
+        trace,
     }
 }
 
@@ -361,8 +387,10 @@ async fn main() {
                             .expect("perf"),
                     )
                 });
-                let counts = counts.clone();
-                let w = tokio::task::spawn_blocking(move || measure(pid, &counts, port, window)).await.unwrap();
+                let (counts, every, label) = (counts.clone(), o.rss_every, format!("{} ({phase})", v.name));
+                let w = tokio::task::spawn_blocking(move || measure(pid, &counts, port, window, every, &label))
+                    .await
+                    .unwrap();
                 if let Some(mut p) = perf {
                     let _ = p.0.wait();
                 }
@@ -374,8 +402,10 @@ async fn main() {
     };
     let mut rows = run("writer publishing").await;
     drop(writer);
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    rows.extend(run("idle (writer stopped)").await);
+    if !o.publishing_only {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        rows.extend(run("idle (writer stopped)").await);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "love-kafka-bench: {} ({} components, {} subjects in the registry; set-up {:.0} s; windows of {:.0} s after 10 s)",
@@ -392,7 +422,7 @@ async fn main() {
     }
     println!("| variant | phase | ready s | CPU (% of one core) | RSS MiB (anonymous) | peak RSS MiB | broker connections | Fetch requests/s | busiest threads (%) |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, phase, ready, w) in rows {
+    for (name, phase, ready, w) in &rows {
         let threads: Vec<String> = w.threads.iter().map(|(n, p)| format!("{n} {p:.2}")).collect();
         println!(
             "| {name} | {phase} | {ready:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {} | {:.2} | {} |",
@@ -404,5 +434,11 @@ async fn main() {
             w.fetch_per_s,
             threads.join(", ")
         );
+    }
+    for (name, phase, _, w) in rows.iter().filter(|r| !r.3.trace.is_empty()) {
+        println!("\nRSS through the window, {name} ({phase}):\n| s | RSS MiB | anonymous MiB |\n| --- | --- | --- |");
+        for (t, rss, anon) in &w.trace {
+            println!("| {t:.0} | {rss:.1} | {anon:.1} |");
+        }
     }
 }

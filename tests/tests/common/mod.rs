@@ -151,6 +151,10 @@ impl HostProcess {
             .env_remove("LSST_KAFKA_BROKER_ADDR")
             .env_remove("TS_XML_DIR")
             .env_remove("LOVE_PLUGIN_DIR")
+            .env_remove("MALLOC_ARENA_MAX")
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .env_remove("MIMALLOC_RESET_DELAY")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
