@@ -9,8 +9,6 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # checkout it also checks the built-in catalog against it; without one those tests skip.
 if [ -n "${LOVE_TS_XML_DIR:-}" ]; then
     echo "test.sh: the built-in topic catalog is checked against ts_xml at $LOVE_TS_XML_DIR"
-elif [ -d ../shared/ts_xml/sal_interfaces ]; then
-    echo "test.sh: the built-in topic catalog is checked against ts_xml at ../shared/ts_xml/sal_interfaces"
 else
     echo "test.sh: no ts_xml directory (set LOVE_TS_XML_DIR): the tests comparing the built-in topic catalog with ts_xml skip"
 fi

@@ -6,10 +6,6 @@ use tracing::info;
 /// each allocator uses. Call it before the process starts threads (the runtime, the plugins).
 pub fn apply_allocator_defaults() -> love_host_sys::allocator::Tuning {
     let tuning = love_host_sys::allocator::apply_defaults(|var| std::env::var(var).ok());
-    info!(
-        arena_max = %tuning.arena_max, purge_delay = %tuning.purge_delay,
-        "allocators: glibc malloc arena limit {}, mimalloc purge delay {}",
-        tuning.arena_max, tuning.purge_delay
-    );
+    info!(arena_max = %tuning.arena_max, purge_delay = %tuning.purge_delay, "allocators: {tuning}");
     tuning
 }

@@ -9,17 +9,12 @@ use std::path::PathBuf;
 /// The environment variable naming a ts_xml `sal_interfaces` directory for tests.
 pub const TS_XML_DIR_ENV: &str = "LOVE_TS_XML_DIR";
 
-/// `$LOVE_TS_XML_DIR`, else `../shared/ts_xml/sal_interfaces` beside the repository, if it
-/// exists. A `LOVE_TS_XML_DIR` naming no directory panics: asked for, it must be there.
+/// `$LOVE_TS_XML_DIR`, when it is set: nothing outside the repository is looked for otherwise.
+/// A `LOVE_TS_XML_DIR` naming no directory panics: asked for, it must be there.
 pub fn ts_xml_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os(TS_XML_DIR_ENV).filter(|d| !d.is_empty()) {
-        let dir = PathBuf::from(dir);
-        assert!(dir.is_dir(), "{TS_XML_DIR_ENV}={}: not a directory", dir.display());
-        return Some(dir);
-    }
-    // <repo>/host/catalog -> <repo>/../shared
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ts_xml/sal_interfaces");
-    beside.is_dir().then_some(beside)
+    let dir = PathBuf::from(std::env::var_os(TS_XML_DIR_ENV).filter(|d| !d.is_empty())?);
+    assert!(dir.is_dir(), "{TS_XML_DIR_ENV}={}: not a directory", dir.display());
+    Some(dir)
 }
 
 /// [`ts_xml_dir`], or `None` after telling the person running the tests that `test` was
@@ -30,8 +25,7 @@ pub fn ts_xml_dir_or_skip(test: &str) -> Option<PathBuf> {
     if dir.is_none() {
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED {test}: no ts_xml directory (set {TS_XML_DIR_ENV}, or have ../shared/ts_xml/sal_interfaces \
-             beside the repository)"
+            "SKIPPED {test}: no ts_xml directory (set {TS_XML_DIR_ENV} to a ts_xml sal_interfaces directory)"
         );
     }
     dir

@@ -912,7 +912,7 @@ fn main() -> std::process::ExitCode {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).try_init();
     // As the binary runs: the figures are the binary's.
     let memory = love_host::memory::apply_allocator_defaults();
-    println!("allocators        glibc arenas {}, mimalloc purge delay {}", memory.arena_max, memory.purge_delay);
+    println!("allocators        {memory}");
     let result = (|| -> anyhow::Result<()> {
         let sink = start_sink()?;
         let threads = args.threads.unwrap_or(if args.summit {

@@ -44,6 +44,12 @@ pub struct Tuning {
     pub purge_delay: Setting,
 }
 
+impl std::fmt::Display for Tuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "glibc malloc arena limit {}, mimalloc purge delay {}", self.arena_max, self.purge_delay)
+    }
+}
+
 /// Apply love-host's allocator defaults where the environment (`env`, a lookup of the
 /// process's variables) leaves them unset. Call it first thing in `main`, before other threads
 /// exist: glibc's limit only bounds arenas created after it.
@@ -92,7 +98,8 @@ fn purge_at_once(env: &impl Fn(&str) -> Option<String>) -> Setting {
 }
 
 /// mimalloc's current purge delay, in milliseconds.
-pub fn purge_delay_ms() -> i64 {
+#[cfg(test)]
+fn purge_delay_ms() -> i64 {
     // SAFETY: reads one option of mimalloc's static table.
     unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) as i64 }
 }
@@ -131,5 +138,9 @@ mod tests {
         assert_eq!(defaults.purge_delay, Setting::Default("0 ms".into()));
         assert_eq!(purge_delay_ms(), PURGE_DELAY_MS);
         assert_eq!(defaults.purge_delay.to_string(), "0 ms (love-host's default)");
+        assert_eq!(
+            defaults.to_string(),
+            "glibc malloc arena limit 2 (love-host's default), mimalloc purge delay 0 ms (love-host's default)"
+        );
     }
 }
